@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds, and runs every test through ctest. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh
+scripts/build.sh
+cd "${MATBERT_BUILD_DIR:-build}"
+# --no-tests=error: a run that executes no test is a failure.
+ctest --output-on-failure --no-tests=error -j "$(nproc)" "$@"

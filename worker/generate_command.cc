@@ -1,0 +1,72 @@
+#include "worker/generate_command.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "worker/exit_codes.h"
+
+namespace matbert {
+
+GenerateCommand::GenerateCommand(CLI::App& app) {
+  command_ = app.add_subcommand(
+      "generate",
+      "Write a dataset of low-rank matrices (HuggingFace save_to_disk layout, Arrow IPC streams).\n"
+      "Example:\n  matbert-worker generate --m 20 --n 20 --r 5 --n-samples 1000 "
+      "--output-dir data/generated/my_dataset");
+  GenerateOptions& o = options_;
+  o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  command_->add_option("--m", o.shape.m, "Rows per matrix (>= 1)")->capture_default_str();
+  command_->add_option("--n", o.shape.n, "Columns per matrix (>= 1)")->capture_default_str();
+  command_->add_option("--r", o.shape.r, "Rank, 1..min(m, n)")->capture_default_str();
+  command_->add_option("--n-samples", o.n_samples, "Number of matrices (>= 1)")
+      ->capture_default_str();
+  command_->add_option("--output-dir", o.output_dir,
+                       "Dataset directory [default: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}]");
+  command_->add_option("--prec", o.tokenizer.prec, "Digits after the decimal point, 0..6")
+      ->capture_default_str();
+  command_->add_option("--n-sigma", o.tokenizer.n_sigma, "Clamp values to +-n_sigma, 1..100")
+      ->capture_default_str();
+  command_->add_option("--seed", o.seed, "Random seed")->capture_default_str();
+  command_->add_flag("--row-sep", o.tokenizer.row_sep, "Insert [ROW_SEP] between matrix rows");
+  command_->add_option("--shards", o.shards, "Number of Arrow files, 1..n-samples")
+      ->capture_default_str();
+  command_->add_option("--threads", o.threads,
+                       "Generator threads (output is identical for any value)")
+      ->capture_default_str();
+  command_->add_flag("--overwrite", o.overwrite, "Replace an existing output directory");
+  command_->add_flag("-q,--quiet", quiet_, "No progress or summary; print only the output path");
+}
+
+int GenerateCommand::Run() {
+  if (quiet_) options_.progress = ProgressBar::Mode::kQuiet;
+  absl::StatusOr<GenerateResult> result = GenerateDataset(options_);
+  if (!result.ok()) {
+    std::string message(result.status().message());
+    // Name the flag: option names are the flags without their dashes.
+    if (result.status().code() == absl::StatusCode::kInvalidArgument) {
+      // Option names are the flags without dashes, with '_' for '-' (config spelling).
+      size_t end = message.find(' ');
+      std::replace(message.begin(), message.begin() + (end == std::string::npos ? 0 : end), '_',
+                   '-');
+      message = "--" + message;
+    } else if (result.status().code() == absl::StatusCode::kAlreadyExists) {
+      message = "--output-dir: " + message + "; pass --overwrite to replace it";
+    } else if (ExitCodeFor(result.status()) == kExitUsage) {
+      message = "--output-dir: " + message;
+    }
+    absl::FPrintF(stderr, "matbert-worker generate: %s\n", message);
+    return ExitCodeFor(result.status());
+  }
+  if (quiet_) {
+    absl::PrintF("%s\n", result->output_dir);
+    return kExitOk;
+  }
+  const double rate = result->seconds > 0 ? result->rows / result->seconds : 0;
+  absl::PrintF("wrote %d matrices (%.1f MB) to %s in %.2f s (%.0f matrices/s)\n", result->rows,
+               result->bytes / 1e6, result->output_dir, result->seconds, rate);
+  absl::PrintF("%s", result->summary);
+  return kExitOk;
+}
+
+}  // namespace matbert

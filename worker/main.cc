@@ -1,0 +1,39 @@
+// matbert-worker: one training or generation process. Subcommands:
+//   generate  write an offline low-rank matrix dataset (DESIGN.md §2)
+//   inspect   validate a dataset directory and summarise it
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "worker/generate_command.h"
+#include "worker/inspect_command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"matbert-worker: generates matrix datasets and trains BERT matrix-completion "
+               "models (one rank of a job)"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  matbert::GenerateCommand generate(app);
+  matbert::InspectCommand inspect(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, naming the flag; exit code 2 like other Unix tools' usage errors.
+    std::string what = e.what();
+    if (what.empty()) what = e.get_name();
+    absl::FPrintF(stderr, "matbert-worker: %s (see --help)\n", what);
+    return 2;
+  }
+  if (generate.selected()) return generate.Run();
+  if (inspect.selected()) return inspect.Run();
+  return 2;
+}
