@@ -7,8 +7,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace matbert {
 
@@ -59,9 +59,9 @@ absl::Status WriteAll(int fd, const void* data, size_t size, absl::string_view p
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   std::filesystem::path target(path);
-  std::string tmp = (target.parent_path() / absl::StrCat(".", target.filename().string(),
-                                                          ".tmp-", ::getpid()))
-                        .string();
+  std::string tmp =
+      (target.parent_path() / absl::StrCat(".", target.filename().string(), ".tmp-", ::getpid()))
+          .string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, "cannot create", tmp);
   absl::Status status = WriteAll(fd, contents.data(), contents.size(), tmp);

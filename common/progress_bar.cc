@@ -61,8 +61,8 @@ void ProgressBar::Draw(int64_t done, bool final) {
     int filled = static_cast<int>(fraction * kWidth);
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');
-    absl::FPrintF(out_, "\r[%s] %3.0f%% %d/%d %s  %.0f %s/s  %s\033[K%s", bar, fraction * 100,
-                  done, total_, unit_, rate, unit_, tail, final ? "\n" : "");
+    absl::FPrintF(out_, "\r[%s] %3.0f%% %d/%d %s  %.0f %s/s  %s\033[K%s", bar, fraction * 100, done,
+                  total_, unit_, rate, unit_, tail, final ? "\n" : "");
   } else {
     absl::FPrintF(out_, "%3.0f%% %d/%d %s  %.0f %s/s  %s\n", fraction * 100, done, total_, unit_,
                   rate, unit_, tail);

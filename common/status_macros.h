@@ -8,9 +8,9 @@
 #define MATBERT_CONCAT(a, b) MATBERT_CONCAT_INNER(a, b)
 
 // Returns `expr` from the current function if it is not OK.
-#define RETURN_IF_ERROR(expr)                       \
-  do {                                              \
-    ::absl::Status matbert_status_ = (expr);        \
+#define RETURN_IF_ERROR(expr)                          \
+  do {                                                 \
+    ::absl::Status matbert_status_ = (expr);           \
     if (!matbert_status_.ok()) return matbert_status_; \
   } while (0)
 

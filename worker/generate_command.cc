@@ -21,8 +21,9 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
   command_->add_option("--r", o.shape.r, "Rank, 1..min(m, n)")->capture_default_str();
   command_->add_option("--n-samples", o.n_samples, "Number of matrices (>= 1)")
       ->capture_default_str();
-  command_->add_option("--output-dir", o.output_dir,
-                       "Dataset directory [default: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}]");
+  command_->add_option(
+      "--output-dir", o.output_dir,
+      "Dataset directory [default: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}]");
   command_->add_option("--prec", o.tokenizer.prec, "Digits after the decimal point, 0..6")
       ->capture_default_str();
   command_->add_option("--n-sigma", o.tokenizer.n_sigma, "Clamp values to +-n_sigma, 1..100")
@@ -31,8 +32,8 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
   command_->add_flag("--row-sep", o.tokenizer.row_sep, "Insert [ROW_SEP] between matrix rows");
   command_->add_option("--shards", o.shards, "Number of Arrow files, 1..n-samples")
       ->capture_default_str();
-  command_->add_option("--threads", o.threads,
-                       "Generator threads (output is identical for any value)")
+  command_
+      ->add_option("--threads", o.threads, "Generator threads (output is identical for any value)")
       ->capture_default_str();
   command_->add_flag("--overwrite", o.overwrite, "Replace an existing output directory");
   command_->add_flag("-q,--quiet", quiet_, "No progress or summary; print only the output path");

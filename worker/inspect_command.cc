@@ -33,12 +33,13 @@ int InspectCommand::Run() {
     if (ids_fd < 0 || values_fd < 0) status = ErrnoStatus(errno, "cannot create", dump_prefix_);
   }
   if (status.ok()) {
-    status = dataset->ForEachRow([&](int64_t, std::span<const int32_t> ids,
-                                     std::span<const double> values) {
-      if (ids_fd < 0 || !status.ok()) return;
-      status = WriteAll(ids_fd, ids.data(), ids.size_bytes(), ids_path);
-      if (status.ok()) status = WriteAll(values_fd, values.data(), values.size_bytes(), values_path);
-    });
+    status = dataset->ForEachRow(
+        [&](int64_t, std::span<const int32_t> ids, std::span<const double> values) {
+          if (ids_fd < 0 || !status.ok()) return;
+          status = WriteAll(ids_fd, ids.data(), ids.size_bytes(), ids_path);
+          if (status.ok())
+            status = WriteAll(values_fd, values.data(), values.size_bytes(), values_path);
+        });
   }
   if (ids_fd >= 0) ::close(ids_fd);
   if (values_fd >= 0) ::close(values_fd);

@@ -2,9 +2,8 @@
 // shape and tokenizer; optionally dumps every row as raw arrays for other tools.
 #pragma once
 
-#include <string>
-
 #include <CLI/CLI.hpp>
+#include <string>
 
 namespace matbert {
 

@@ -3,10 +3,9 @@
 //   inspect   validate a dataset directory and summarise it
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
@@ -14,8 +13,9 @@
 #include "worker/inspect_command.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"matbert-worker: generates matrix datasets and trains BERT matrix-completion "
-               "models (one rank of a job)"};
+  CLI::App app{
+      "matbert-worker: generates matrix datasets and trains BERT matrix-completion "
+      "models (one rank of a job)"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   matbert::GenerateCommand generate(app);

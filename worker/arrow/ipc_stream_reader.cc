@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "worker/arrow/arrow_ipc_generated.h"
@@ -60,9 +60,9 @@ absl::StatusOr<ListField> ParseField(const fb::Field* field) {
   ListField out;
   if (field->name() != nullptr) out.name = field->name()->str();
   if (field->type_type() != fb::Type::List) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("column '", out.name, "' is not a list (type tag ",
-                     static_cast<int>(field->type_type()), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("column '", out.name,
+                                                   "' is not a list (type tag ",
+                                                   static_cast<int>(field->type_type()), ")"));
   }
   if (field->children() == nullptr || field->children()->size() != 1) {
     return absl::InvalidArgumentError(
@@ -76,8 +76,8 @@ absl::StatusOr<ListField> ParseField(const fb::Field* field) {
              child->type_as_FloatingPoint()->precision() == fb::Precision::DOUBLE) {
     out.element = ElementType::kFloat64;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "column '", out.name, "': only list<int32> and list<float64> are supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("column '", out.name, "': only list<int32> and list<float64> are supported"));
   }
   return out;
 }
@@ -96,13 +96,15 @@ absl::Status IpcStreamReader::Scan() {
     uint32_t header[2];
     RETURN_IF_ERROR(ReadExact(offset, header, 8));
     if (header[0] != kContinuation) {
-      return Error(offset, "expected the continuation marker FFFFFFFF (not an Arrow IPC stream, "
-                           "or a pre-0.15 stream)");
+      return Error(offset,
+                   "expected the continuation marker FFFFFFFF (not an Arrow IPC stream, "
+                   "or a pre-0.15 stream)");
     }
     const auto length = static_cast<int32_t>(header[1]);
     if (length == 0) {
       if (!have_schema) return Error(offset, "end of stream before the schema");
-      if (offset + 8 != file_size_) return Error(offset + 8, "bytes after the end-of-stream marker");
+      if (offset + 8 != file_size_)
+        return Error(offset + 8, "bytes after the end-of-stream marker");
       return absl::OkStatus();
     }
     if (length < 0 || length > kMaxMetadataLength || offset + 8 + length > file_size_) {
@@ -117,8 +119,9 @@ absl::Status IpcStreamReader::Scan() {
     }
     const fb::Message* message = fb::GetMessage(metadata.data());
     if (message->version() < fb::MetadataVersion::V4) {
-      return Error(offset, absl::StrCat("metadata version V", static_cast<int>(message->version()) + 1,
-                                        " is not supported (need V4 or V5)"));
+      return Error(offset,
+                   absl::StrCat("metadata version V", static_cast<int>(message->version()) + 1,
+                                " is not supported (need V4 or V5)"));
     }
     const int64_t body_length = message->body_length();
     const int64_t body_offset = offset + 8 + length;
@@ -150,8 +153,8 @@ absl::Status IpcStreamReader::Scan() {
     } else if (message->header_type() == fb::MessageHeader::RecordBatch) {
       const fb::RecordBatch* batch = message->header_as_RecordBatch();
       if (batch->length() < 0) return Error(offset, "negative record batch length");
-      batches_.push_back({offset, offset + 8, length, body_offset, body_length, batch->length(),
-                          num_rows_});
+      batches_.push_back(
+          {offset, offset + 8, length, body_offset, body_length, batch->length(), num_rows_});
       num_rows_ += batch->length();
     } else {
       return Error(offset, absl::StrCat("unsupported message type ",
@@ -173,7 +176,8 @@ absl::StatusOr<ListBatch> IpcStreamReader::ReadBatch(int k) const {
   const fb::RecordBatch* batch = fb::GetMessage(metadata.data())->header_as_RecordBatch();
   const int64_t at = entry.message_offset;
   const size_t num_fields = schema_.fields.size();
-  if (batch->compression() != nullptr) return Error(at, "compressed record batches are not supported");
+  if (batch->compression() != nullptr)
+    return Error(at, "compressed record batches are not supported");
   if (batch->nodes() == nullptr || batch->nodes()->size() != 2 * num_fields) {
     return Error(at, absl::StrCat("expected ", 2 * num_fields, " field nodes"));
   }
@@ -183,9 +187,9 @@ absl::StatusOr<ListBatch> IpcStreamReader::ReadBatch(int k) const {
   std::vector<BufferSpan> buffers;
   for (const fb::Buffer* b : *batch->buffers()) {
     if (b->offset() < 0 || b->length() < 0 || b->offset() + b->length() > entry.body_length) {
-      return Error(at, absl::StrCat("buffer ", buffers.size(), " [", b->offset(), ", +",
-                                    b->length(), ") lies outside the body of ", entry.body_length,
-                                    " bytes"));
+      return Error(at,
+                   absl::StrCat("buffer ", buffers.size(), " [", b->offset(), ", +", b->length(),
+                                ") lies outside the body of ", entry.body_length, " bytes"));
     }
     if (b->offset() % 8 != 0) {
       return Error(at, absl::StrCat("buffer ", buffers.size(), " is not 8-byte aligned"));
@@ -216,7 +220,8 @@ absl::StatusOr<ListBatch> IpcStreamReader::ReadBatch(int k) const {
                                       entry.body_length, std::move(buffers));
   for (size_t f = 0; f < num_fields; ++f) {
     const int32_t* off = out.offsets(static_cast<int>(f));
-    if (off[0] < 0) return Error(at, absl::StrCat("column '", schema_.fields[f].name, "': negative offset"));
+    if (off[0] < 0)
+      return Error(at, absl::StrCat("column '", schema_.fields[f].name, "': negative offset"));
     for (int64_t i = 0; i < out.rows(); ++i) {
       if (off[i + 1] < off[i] || off[i + 1] > child_lengths[f]) {
         return Error(entry.body_offset + out.buffers()[4 * f + 1].offset + 4 * (i + 1),

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/string_view.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/unique_fd.h"
 #include "worker/arrow/list_batch.h"
 
@@ -36,8 +36,8 @@ class IpcStreamReader {
 
  private:
   struct BatchEntry {
-    int64_t message_offset = 0;     // start of the encapsulated message
-    int64_t metadata_offset = 0;    // start of the flatbuffer
+    int64_t message_offset = 0;   // start of the encapsulated message
+    int64_t metadata_offset = 0;  // start of the flatbuffer
     int32_t metadata_length = 0;
     int64_t body_offset = 0;
     int64_t body_length = 0;

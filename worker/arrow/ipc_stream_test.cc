@@ -87,9 +87,9 @@ TEST_F(IpcStreamTest, TruncatedStreamNamesOffset) {
   Rewrite(bytes_.substr(0, bytes_.size() - 8));
   auto reader = IpcStreamReader::Open(path_);
   ASSERT_FALSE(reader.ok());
-  EXPECT_NE(reader.status().message().find(path_ + ": byte offset " +
-                                           std::to_string(bytes_.size() - 8)),
-            std::string::npos)
+  EXPECT_NE(
+      reader.status().message().find(path_ + ": byte offset " + std::to_string(bytes_.size() - 8)),
+      std::string::npos)
       << reader.status();
   Rewrite(bytes_.substr(0, bytes_.size() - 100));
   EXPECT_FALSE(IpcStreamReader::Open(path_).ok());

@@ -68,21 +68,19 @@ std::string EncodeRecordBatchPrefix(const ListBatch& batch, const ListSchema& sc
   flatbuffers::FlatBufferBuilder fbb(512);
   std::vector<fb::FieldNode> nodes;
   for (int f = 0; f < static_cast<int>(schema.fields.size()); ++f) {
-    nodes.emplace_back(batch.rows(), 0);               // the list column
-    nodes.emplace_back(batch.child_length(f), 0);      // its "item" child
+    nodes.emplace_back(batch.rows(), 0);           // the list column
+    nodes.emplace_back(batch.child_length(f), 0);  // its "item" child
   }
   std::vector<fb::Buffer> buffers;
   for (const BufferSpan& b : batch.buffers()) buffers.emplace_back(b.offset, b.length);
   auto record_batch = fb::CreateRecordBatch(fbb, batch.rows(), fbb.CreateVectorOfStructs(nodes),
                                             fbb.CreateVectorOfStructs(buffers));
   fbb.Finish(fb::CreateMessage(fbb, fb::MetadataVersion::V5, fb::MessageHeader::RecordBatch,
-                               record_batch.Union(),
-                               static_cast<int64_t>(batch.body().size())));
+                               record_batch.Union(), static_cast<int64_t>(batch.body().size())));
   return Encapsulate(fbb);
 }
 
-absl::StatusOr<IpcStreamWriter> IpcStreamWriter::Open(const std::string& path,
-                                                      ListSchema schema) {
+absl::StatusOr<IpcStreamWriter> IpcStreamWriter::Open(const std::string& path, ListSchema schema) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, "cannot create", path);
   IpcStreamWriter writer(path, UniqueFd(fd), std::move(schema));

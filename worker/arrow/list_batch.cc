@@ -24,9 +24,9 @@ ListBatch ListBatch::Allocate(const ListSchema& schema, int64_t rows,
     cursor += PadTo8(length);
   };
   for (size_t f = 0; f < schema.fields.size(); ++f) {
-    add(0);                                                    // validity: no nulls
-    add(4 * (rows + 1));                                       // int32 offsets
-    add(0);                                                    // child validity
+    add(0);                                                         // validity: no nulls
+    add(4 * (rows + 1));                                            // int32 offsets
+    add(0);                                                         // child validity
     add(ElementSize(schema.fields[f].element) * child_lengths[f]);  // child values
   }
   batch.body_length_ = cursor;
@@ -39,8 +39,7 @@ ListBatch ListBatch::Allocate(const ListSchema& schema, int64_t rows,
   return batch;
 }
 
-ListBatch ListBatch::FromBody(int64_t rows,
-                              std::span<const int64_t> child_lengths,
+ListBatch ListBatch::FromBody(int64_t rows, std::span<const int64_t> child_lengths,
                               std::unique_ptr<uint8_t[]> body, int64_t body_length,
                               std::vector<BufferSpan> buffers) {
   ListBatch batch;

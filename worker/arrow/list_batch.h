@@ -46,8 +46,8 @@ class ListBatch {
   // A batch over a body read from a file. `buffers` holds 4 per column in Arrow order
   // (validity, offsets, child validity, child values). REQUIRES: the spans lie within the
   // body, offsets and values are aligned to their element size (the reader checks).
-  static ListBatch FromBody(int64_t rows,
-                            std::span<const int64_t> child_lengths, std::unique_ptr<uint8_t[]> body, int64_t body_length,
+  static ListBatch FromBody(int64_t rows, std::span<const int64_t> child_lengths,
+                            std::unique_ptr<uint8_t[]> body, int64_t body_length,
                             std::vector<BufferSpan> buffers);
 
   int64_t rows() const { return rows_; }

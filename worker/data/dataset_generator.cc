@@ -5,11 +5,10 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -35,8 +34,8 @@ struct BatchPlan {
 // A generated batch waiting to be written.
 struct GeneratedBatch {
   arrow::ListBatch batch;
-  std::string prefix;                // encoded IPC message header
-  std::vector<MatrixStats> stats;    // per row, in row order
+  std::string prefix;              // encoded IPC message header
+  std::vector<MatrixStats> stats;  // per row, in row order
 };
 
 std::vector<BatchPlan> PlanBatches(int64_t n_samples, int shards, int64_t rows_per_batch) {
@@ -68,7 +67,8 @@ GeneratedBatch MakeBatch(const BatchPlan& plan, const arrow::ListSchema& schema,
   }
   for (int64_t i = 0; i < plan.rows; ++i) {
     generator.Generate(static_cast<uint64_t>(plan.first_row + i), matrix, &out.stats[i]);
-    tokenizer.EncodeMatrix(matrix, shape.m, shape.n, {ids + i * length, static_cast<size_t>(length)},
+    tokenizer.EncodeMatrix(matrix, shape.m, shape.n,
+                           {ids + i * length, static_cast<size_t>(length)},
                            {values + i * length, static_cast<size_t>(length)});
   }
   out.prefix = arrow::EncodeRecordBatchPrefix(out.batch, schema);
@@ -127,9 +127,9 @@ class OrderedBatchSink {
   std::mutex mu_;
   std::condition_variable room_;
   std::map<int64_t, GeneratedBatch> ready_;  // guarded by mu_
-  int64_t next_ = 0;                          // guarded by mu_: next batch index to write
-  bool writing_ = false;                      // guarded by mu_
-  absl::Status status_;                       // guarded by mu_
+  int64_t next_ = 0;                         // guarded by mu_: next batch index to write
+  bool writing_ = false;                     // guarded by mu_
+  absl::Status status_;                      // guarded by mu_
 };
 
 std::string Fingerprint(const std::string& text) {
@@ -178,14 +178,15 @@ Json StatsJson(const StatsAccumulator& acc) {
   Json out = {{"n_samples", acc.count()}};
   for (int i = 0; i < MatrixStats::kCount; ++i) {
     StatsAccumulator::Summary s = acc.Get(i);
-    out[MatrixStats::kNames[i]] = {{"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}};
+    out[MatrixStats::kNames[i]] = {
+        {"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}};
   }
   return out;
 }
 
 std::string StatsSummary(const StatsAccumulator& acc) {
-  std::string out = absl::StrFormat("  %-13s %12s %12s %12s %12s\n", "statistic", "mean", "std",
-                                    "min", "max");
+  std::string out =
+      absl::StrFormat("  %-13s %12s %12s %12s %12s\n", "statistic", "mean", "std", "min", "max");
   for (int i = 0; i < MatrixStats::kCount; ++i) {
     StatsAccumulator::Summary s = acc.Get(i);
     absl::StrAppendFormat(&out, "  %-13s %12.6g %12.6g %12.6g %12.6g\n", MatrixStats::kNames[i],
@@ -278,8 +279,8 @@ absl::StatusOr<GenerateResult> GenerateDataset(const GenerateOptions& options) {
     while (true) {
       const int64_t index = next_batch.fetch_add(1);
       if (index >= static_cast<int64_t>(plan.size()) || !sink.WaitForRoom(index)) return;
-      sink.Deposit(index, MakeBatch(plan[static_cast<size_t>(index)], schema, tokenizer, generator,
-                                    matrix));
+      sink.Deposit(
+          index, MakeBatch(plan[static_cast<size_t>(index)], schema, tokenizer, generator, matrix));
     }
   };
   std::vector<std::thread> pool;
@@ -295,12 +296,9 @@ absl::StatusOr<GenerateResult> GenerateDataset(const GenerateOptions& options) {
   for (int s = 0; s < options.shards; ++s) {
     data_files.push_back({{"filename", ShardFileName(s, options.shards)}});
   }
-  Json state = {{"_data_files", data_files},
-                {"_fingerprint", Fingerprint(config.dump())},
-                {"_format_columns", nullptr},
-                {"_format_kwargs", Json::object()},
-                {"_format_type", nullptr},
-                {"_output_all_columns", false},
+  Json state = {{"_data_files", data_files},  {"_fingerprint", Fingerprint(config.dump())},
+                {"_format_columns", nullptr}, {"_format_kwargs", Json::object()},
+                {"_format_type", nullptr},    {"_output_all_columns", false},
                 {"_split", kSplitName}};
   Json info = {{"citation", ""},
                {"description", ""},

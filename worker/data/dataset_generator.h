@@ -15,14 +15,14 @@
 namespace matbert {
 
 struct GenerateOptions {
-  MatrixShape shape;                // m, n, r
-  TokenizerOptions tokenizer;       // prec, n_sigma, row_sep
-  int64_t n_samples = 1000;         // matrices, >= 1
+  MatrixShape shape;           // m, n, r
+  TokenizerOptions tokenizer;  // prec, n_sigma, row_sep
+  int64_t n_samples = 1000;    // matrices, >= 1
   uint64_t seed = 42;
-  int shards = 1;                   // Arrow files, 1..n_samples
-  int threads = 1;                  // generator threads, >= 1; does not change the output
-  std::string output_dir;           // empty: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}
-  bool overwrite = false;           // replace an existing output_dir
+  int shards = 1;          // Arrow files, 1..n_samples
+  int threads = 1;         // generator threads, >= 1; does not change the output
+  std::string output_dir;  // empty: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}
+  bool overwrite = false;  // replace an existing output_dir
   ProgressBar::Mode progress = ProgressBar::Mode::kAuto;
 
   // INVALID_ARGUMENT naming the option ("r", "prec", ...) and its allowed range.
@@ -33,9 +33,9 @@ struct GenerateOptions {
 struct GenerateResult {
   std::string output_dir;
   int64_t rows = 0;
-  int64_t bytes = 0;      // Arrow bytes written
+  int64_t bytes = 0;  // Arrow bytes written
   double seconds = 0;
-  std::string summary;    // human-readable statistics table
+  std::string summary;  // human-readable statistics table
 };
 
 // Runs the whole generation. Errors: INVALID_ARGUMENT (bad options), ALREADY_EXISTS

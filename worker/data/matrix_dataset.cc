@@ -1,12 +1,11 @@
 #include "worker/data/matrix_dataset.h"
 
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "worker/data/dataset_format.h"
@@ -58,8 +57,10 @@ absl::StatusOr<MatrixDataset> MatrixDataset::Open(const std::string& dir) {
 
   ASSIGN_OR_RETURN(int version, Field<int>(config, "format_version", config_path));
   if (version != kDatasetFormatVersion) {
-    return Refuse(config_path, absl::StrCat("format_version ", version, " is not supported (this "
-                                            "build reads ", kDatasetFormatVersion, ")"));
+    return Refuse(config_path, absl::StrCat("format_version ", version,
+                                            " is not supported (this "
+                                            "build reads ",
+                                            kDatasetFormatVersion, ")"));
   }
   MatrixShape shape;
   ASSIGN_OR_RETURN(shape.m, Field<int>(config, "m", config_path));
@@ -77,7 +78,8 @@ absl::StatusOr<MatrixDataset> MatrixDataset::Open(const std::string& dir) {
   if (!tokenizer.ok()) return Refuse(tokenizer_path, tokenizer.status().message());
   ASSIGN_OR_RETURN(int64_t vocab_size, Field<int64_t>(tok, "vocab_size", tokenizer_path));
   if (vocab_size != tokenizer->vocab_size()) {
-    return Refuse(tokenizer_path, absl::StrCat("vocab_size ", vocab_size, " does not follow from "
+    return Refuse(tokenizer_path, absl::StrCat("vocab_size ", vocab_size,
+                                               " does not follow from "
                                                "prec, n_sigma and row_sep (expected ",
                                                tokenizer->vocab_size(), ")"));
   }
@@ -102,7 +104,8 @@ absl::StatusOr<MatrixDataset> MatrixDataset::Open(const std::string& dir) {
     const std::string name = entry["filename"];
     // A dataset may only name files inside its split folder.
     if (name.empty() || absl::StrContains(name, "/") || name == "." || name == "..") {
-      return Refuse(state_path, absl::StrCat("data file name \"", name, "\" is not a plain file name"));
+      return Refuse(state_path,
+                    absl::StrCat("data file name \"", name, "\" is not a plain file name"));
     }
     const std::string path = dir + "/" + kSplitName + "/" + name;
     ASSIGN_OR_RETURN(arrow::IpcStreamReader reader, arrow::IpcStreamReader::Open(path));
@@ -110,7 +113,8 @@ absl::StatusOr<MatrixDataset> MatrixDataset::Open(const std::string& dir) {
       return Refuse(path, "columns are not input_ids: list<int32>, values: list<float64>");
     }
     bool has_hf_metadata = false;
-    for (const auto& [key, value] : reader.schema().metadata) has_hf_metadata |= key == "huggingface";
+    for (const auto& [key, value] : reader.schema().metadata)
+      has_hf_metadata |= key == "huggingface";
     if (!has_hf_metadata) return Refuse(path, "schema lacks the \"huggingface\" metadata");
     const int shard = static_cast<int>(dataset.shards_.size());
     for (int b = 0; b < reader.num_batches(); ++b) {
@@ -147,8 +151,9 @@ absl::StatusOr<arrow::ListBatch> MatrixDataset::ReadBatch(int k) const {
                               ids[j] == MatrixTokenizer::kSepId ||
                               (tokenizer_.options().row_sep && ids[j] == tokenizer_.row_sep_id());
       if (!is_bin && !is_special) {
-        return Refuse(path, absl::StrCat(where, ", position ", j, ": token id ", ids[j],
-                                         " is outside the vocabulary of ", tokenizer_.vocab_size()));
+        return Refuse(path,
+                      absl::StrCat(where, ", position ", j, ": token id ", ids[j],
+                                   " is outside the vocabulary of ", tokenizer_.vocab_size()));
       }
       if (is_bin == std::isnan(values[j])) {
         return Refuse(path, absl::StrCat(where, ", position ", j,

@@ -39,9 +39,8 @@ class MatrixDataset {
   int64_t batch_first_row(int k) const { return batches_[k].first_row; }
 
   // Calls fn(row, input_ids, values) for every row in order; stops at the first error.
-  absl::Status ForEachRow(
-      const std::function<void(int64_t, std::span<const int32_t>, std::span<const double>)>& fn)
-      const;
+  absl::Status ForEachRow(const std::function<void(int64_t, std::span<const int32_t>,
+                                                   std::span<const double>)>& fn) const;
 
  private:
   struct BatchRef {

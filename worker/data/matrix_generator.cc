@@ -20,12 +20,18 @@ absl::Status MatrixShape::Validate() const {
 
 double MatrixStats::Get(int i) const {
   switch (i) {
-    case 0: return nuclear_norm;
-    case 1: return spectral_gap;
-    case 2: return mean;
-    case 3: return variance;
-    case 4: return trace;
-    default: return range;
+    case 0:
+      return nuclear_norm;
+    case 1:
+      return spectral_gap;
+    case 2:
+      return mean;
+    case 3:
+      return variance;
+    case 4:
+      return trace;
+    default:
+      return range;
   }
 }
 

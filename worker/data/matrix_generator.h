@@ -27,9 +27,9 @@ struct MatrixStats {
   double nuclear_norm = 0;  // sum of singular values
   double spectral_gap = 0;  // sigma_r - sigma_{r+1}; sigma_{r+1} = 0 for an exact rank-r matrix
   double mean = 0;
-  double variance = 0;      // population variance (1 up to rounding)
-  double trace = 0;         // sum of M[i][i], i < min(m, n)
-  double range = 0;         // max - min entry
+  double variance = 0;  // population variance (1 up to rounding)
+  double trace = 0;     // sum of M[i][i], i < min(m, n)
+  double range = 0;     // max - min entry
 
   static constexpr int kCount = 6;
   static constexpr const char* kNames[kCount] = {"nuclear_norm", "spectral_gap", "mean",

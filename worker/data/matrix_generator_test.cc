@@ -114,7 +114,8 @@ TEST(RandomStreamTest, NormalsFollowTheStandardNormalCdf) {
   double d = 0;
   for (int i = 0; i < kSamples; ++i) {
     const double cdf = 0.5 * std::erfc(-x[i] / std::sqrt(2.0));
-    d = std::max({d, std::abs(cdf - double(i) / kSamples), std::abs(cdf - double(i + 1) / kSamples)});
+    d = std::max(
+        {d, std::abs(cdf - double(i) / kSamples), std::abs(cdf - double(i + 1) / kSamples)});
   }
   EXPECT_LT(d, 0.0026);
   // The tail beyond the ziggurat's base strip (|x| > 3.654) is sampled too.

@@ -17,8 +17,8 @@
 namespace matbert {
 
 struct TokenizerOptions {
-  int prec = 2;       // digits after the decimal point, 0..6
-  int n_sigma = 4;    // values are clamped to [-n_sigma, n_sigma], 1..100
+  int prec = 2;          // digits after the decimal point, 0..6
+  int n_sigma = 4;       // values are clamped to [-n_sigma, n_sigma], 1..100
   bool row_sep = false;  // insert [ROW_SEP] between matrix rows
 };
 

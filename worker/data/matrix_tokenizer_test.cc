@@ -41,8 +41,8 @@ TEST(MatrixTokenizerTest, KnownBinsAndClamping) {
   EXPECT_EQ(t.Encode(0.0), 4 + 400);
   EXPECT_EQ(t.Encode(4.0), 4 + 800);
   EXPECT_EQ(t.Encode(1.234), 4 + 523);
-  EXPECT_EQ(t.Encode(-100.0), 4);      // clamped
-  EXPECT_EQ(t.Encode(1e300), 4 + 800);  // clamped
+  EXPECT_EQ(t.Encode(-100.0), 4);         // clamped
+  EXPECT_EQ(t.Encode(1e300), 4 + 800);    // clamped
   EXPECT_EQ(Make(0).Encode(0.5), 4 + 4);  // 4.5 rounds half to even
   EXPECT_EQ(Make(0).Encode(1.5), 4 + 6);  // 5.5 rounds half to even
   EXPECT_DOUBLE_EQ(t.Decode(4 + 523), 1.23);
