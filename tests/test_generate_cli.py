@@ -138,7 +138,7 @@ class GenerateCliTest(unittest.TestCase):
         def peak_rss_kib(samples):
             out = os.path.join(self.root, f"rss{samples}")
             proc = subprocess.Popen([ARGS.worker, "generate", "--m", "10", "--n", "10", "--r", "2",
-                                     "--n-samples", str(samples), "--threads", "2",
+                                     "--n-samples", str(samples), "--threads", "1",
                                      "--output-dir", out, "-q"], stdout=subprocess.DEVNULL)
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)

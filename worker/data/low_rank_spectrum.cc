@@ -57,7 +57,10 @@ void JacobiSingularValues(std::span<double> a, int rows, int cols, std::span<dou
   // Hestenes' method: rotate column pairs until all columns are orthogonal; the column
   // norms are then the singular values.
   constexpr int kMaxSweeps = 60;
-  constexpr double kTolerance = 1e-15;
+  // Singular values err by about the square of the remaining relative off-diagonal, so
+  // stopping at 1e-12 leaves them exact to rounding; a tolerance near machine epsilon would
+  // instead sweep on, chasing rounding noise.
+  constexpr double kTolerance = 1e-12;
   for (int sweep = 0; sweep < kMaxSweeps; ++sweep) {
     bool rotated = false;
     for (int p = 0; p < cols - 1; ++p) {

@@ -40,58 +40,59 @@ MatrixGenerator::MatrixGenerator(const MatrixShape& shape, uint64_t seed)
       seed_(seed),
       u_(static_cast<size_t>(shape.m) * shape.r),
       v_(static_cast<size_t>(shape.n) * shape.r),
+      vt_(v_.size()),
       sigma_(static_cast<size_t>(shape.r)),
       spectrum_(shape.m, shape.n, shape.r) {}
 
 void MatrixGenerator::Generate(uint64_t index, std::span<double> matrix, MatrixStats* stats) {
   const int m = shape_.m, n = shape_.n, r = shape_.r;
   RandomStream rng(seed_, index);
-  for (double& x : u_) x = rng.NextNormal();  // U (m, r)
-  for (double& x : v_) x = rng.NextNormal();  // V (n, r)
-
-  // M = U Vᵀ  (m, n)
-  for (int i = 0; i < m; ++i) {
-    double* row = matrix.data() + static_cast<size_t>(i) * n;
-    std::fill(row, row + n, 0.0);
-    for (int k = 0; k < r; ++k) {
-      const double uik = u_[i * r + k];
-      for (int j = 0; j < n; ++j) row[j] += uik * v_[j * r + k];
-    }
+  for (double& x : u_) x = rng.NextNormal();  // U (m, r), row-major
+  for (double& x : v_) x = rng.NextNormal();  // V (n, r), row-major
+  for (int j = 0; j < n; ++j) {
+    for (int k = 0; k < r; ++k) vt_[k * n + j] = v_[j * r + k];  // Vᵀ (r, n)
   }
 
-  // Two passes for an accurate population variance.
-  const double count = static_cast<double>(shape_.entries());
+  // M = U Vᵀ  (m, n), with the sum of its entries
   double sum = 0;
-  for (double x : matrix) sum += x;
+  for (int i = 0; i < m; ++i) {
+    double* row = matrix.data() + static_cast<size_t>(i) * n;
+    const double ui0 = u_[i * r];
+    for (int j = 0; j < n; ++j) row[j] = ui0 * vt_[j];
+    for (int k = 1; k < r; ++k) {
+      const double uik = u_[i * r + k];
+      const double* vk = vt_.data() + k * n;
+      for (int j = 0; j < n; ++j) row[j] += uik * vk[j];
+    }
+    for (int j = 0; j < n; ++j) sum += row[j];
+  }
+
+  // Second pass for an accurate population variance; min and max ride along.
+  const double count = static_cast<double>(shape_.entries());
   const double raw_mean = sum / count;
-  double squares = 0;
-  for (double x : matrix) squares += (x - raw_mean) * (x - raw_mean);
+  double squares = 0, lo = matrix[0], hi = matrix[0];
+  for (double x : matrix) {
+    squares += (x - raw_mean) * (x - raw_mean);
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
   const double raw_std = std::sqrt(squares / count);
   const double inv_std = raw_std > 0 ? 1.0 / raw_std : 1.0;
+  double trace = 0;
+  for (int i = 0; i < std::min(m, n); ++i) trace += matrix[static_cast<size_t>(i) * n + i];
   for (double& x : matrix) x *= inv_std;
   if (stats == nullptr) return;
 
+  // Statistics of M / std follow from those of M: every one scales by inv_std (> 0).
   spectrum_.Compute(u_, v_, sigma_);
   double nuclear = 0;
   for (double s : sigma_) nuclear += s;
   stats->nuclear_norm = nuclear * inv_std;
   stats->spectral_gap = sigma_[r - 1] * inv_std;  // sigma_{r+1} is 0 in exact arithmetic
-
-  double mean = 0, lo = matrix[0], hi = matrix[0];
-  for (double x : matrix) {
-    mean += x;
-    lo = std::min(lo, x);
-    hi = std::max(hi, x);
-  }
-  mean /= count;
-  double var = 0;
-  for (double x : matrix) var += (x - mean) * (x - mean);
-  double trace = 0;
-  for (int i = 0; i < std::min(m, n); ++i) trace += matrix[static_cast<size_t>(i) * n + i];
-  stats->mean = mean;
-  stats->variance = var / count;
-  stats->trace = trace;
-  stats->range = hi - lo;
+  stats->mean = raw_mean * inv_std;
+  stats->variance = squares / count * inv_std * inv_std;
+  stats->trace = trace * inv_std;
+  stats->range = (hi - lo) * inv_std;
 }
 
 void StatsAccumulator::Add(const MatrixStats& stats) {

@@ -52,7 +52,7 @@ class MatrixGenerator {
  private:
   MatrixShape shape_;
   uint64_t seed_;
-  std::vector<double> u_, v_, sigma_;
+  std::vector<double> u_, v_, vt_, sigma_;
   LowRankSpectrum spectrum_;
 };
 
