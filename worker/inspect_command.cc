@@ -45,7 +45,7 @@ int InspectCommand::Run() {
   if (values_fd >= 0) ::close(values_fd);
   if (!status.ok()) {
     absl::FPrintF(stderr, "matbert-worker inspect: %s\n", status.message());
-    return ExitCodeFor(status) == kExitUsage ? kExitUsage : kExitFailure;
+    return ExitCodeFor(status);
   }
   const MatrixShape& s = dataset->shape();
   const MatrixTokenizer& t = dataset->tokenizer();

@@ -1,8 +1,10 @@
 #include "worker/data/dataset_generator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -214,8 +216,7 @@ absl::Status GenerateOptions::Validate() const {
   if (threads < 1 || threads > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("threads must be in 1..1024, got ", threads));
   }
-  const MatrixTokenizer tokenizer_ = *MatrixTokenizer::Create(tokenizer);
-  const int64_t length = tokenizer_.SequenceLength(shape.m, shape.n);
+  const int64_t length = MatrixTokenizer::Create(tokenizer)->SequenceLength(shape.m, shape.n);
   // Arrow list offsets are int32: one batch must hold fewer than 2^31 tokens.
   if (length * RowsPerBatch(length) >= (int64_t{1} << 31)) {
     return absl::InvalidArgumentError(absl::StrCat("m*n = ", shape.entries(), " is too large"));
