@@ -1,0 +1,128 @@
+// Job specs (DESIGN.md §4): the TOML a user submits, merged with the model architecture
+// JSON and command-line overrides, strictly validated. Shared by matbert-worker (train,
+// generate) and matbertd (SubmitJob), so both accept and refuse exactly the same specs.
+//
+// Errors name the key, where it came from (file:line, or the override flag) and the allowed
+// values: "configs/x.toml:12: training.lr must be a number in (0, 10], got 50".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace matbert {
+
+struct JobSection {
+  std::string name;            // defaults to the spec file's stem
+  std::string kind = "train";  // "train" | "generate"
+  int gpus = 1;                // devices: GPUs, or CPU slots/ranks on a host without GPUs
+  int priority = 0;            // higher runs first
+  int max_restarts = 0;        // retries of a failed attempt
+};
+
+// HuggingFace BertConfig names; vocab_size follows from matrix.prec and row_sep.
+struct ModelSection {
+  std::string arch;  // BertConfig JSON, relative to the spec file; inline keys override it
+  int hidden_size = 768;
+  int num_hidden_layers = 12;
+  int num_attention_heads = 12;
+  int intermediate_size = 3072;
+  int max_position_embeddings = 512;
+  int type_vocab_size = 2;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  std::string hidden_act = "gelu";
+  std::string position_embedding_type = "absolute";  // "absolute" | "absolute_2d" (+ row/col)
+  std::string layer_norm_position = "post";          // "post" (BERT) | "pre"
+};
+
+struct MatrixSection {
+  int m = 20, n = 20, r = 5;
+  int prec = 2;
+  int n_sigma = 4;
+  bool row_sep = false;
+  double mask_prob = 0.15;             // fraction of entries masked per matrix
+  std::string mask_strategy = "mask";  // "mask": all [MASK]; "bert": 80/10/10 mask/random/keep
+  bool loss_masked_only = true;        // loss on masked entries only (else all entries)
+  std::string dataset;                 // offline dataset directory; empty = online generation
+};
+
+struct TrainingSection {
+  int64_t steps = 1000;
+  int batch_size = 32;  // matrices per rank per micro-step
+  int grad_accum = 1;
+  std::string optimizer = "adamw";
+  double lr = 3e-4;
+  double weight_decay = 0.01;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t warmup_steps = 100;
+  std::string schedule = "cosine";       // "constant" | "linear" | "cosine" (after warmup)
+  int64_t cooldown_steps = 0;            // final linear decay to 0
+  double min_lr_ratio = 0.0;             // floor of linear/cosine decay, as a fraction of lr
+  double clip_grad_norm = 1.0;           // 0 = no clipping
+  std::string mixed_precision = "auto";  // "auto" (bf16 on CUDA) | "no" | "bf16"
+  int64_t seed = 0;
+  int64_t log_every = 10;
+  int64_t eval_every = 100;  // 0 = only at the end
+  int eval_samples = 256;    // fixed held-out matrices
+  int threads = 0;           // intra-op threads per rank; 0 = cores / local ranks
+};
+
+struct CheckpointSection {
+  int64_t every = 500;               // steps; 0 = only at the end
+  int keep = 3;                      // newest checkpoints kept
+  std::optional<int64_t> load_step;  // -1 latest, N that step, unset: fresh start
+};
+
+struct GenerateSection {
+  int64_t n_samples = 1000;
+  std::string output_dir;  // empty: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}
+  int shards = 1;
+};
+
+struct JobSpec {
+  JobSection job;
+  ModelSection model;
+  MatrixSection matrix;
+  TrainingSection training;
+  CheckpointSection checkpoint;
+  GenerateSection generate;
+
+  // vocab_size of the model: 2 n_sigma 10^prec + 5 (+1 with row separators).
+  int64_t VocabSize() const;
+  // Tokens per sequence: m n + 2 (+ m - 1 row separators).
+  int64_t SequenceLength() const;
+
+  // The fully resolved spec as TOML (model keys inline, no arch path): parsing it again
+  // gives the same spec.
+  std::string ToToml() const;
+};
+
+// One "--section.key value" or "--set section.key=value" from a command line.
+struct Override {
+  std::string key;     // "training.steps"
+  std::string value;   // TOML value text; bare words are taken as strings
+  std::string origin;  // how to name it in errors: "--training.steps"
+};
+
+// Parses "section.key=value" (as given to --set).
+absl::StatusOr<Override> ParseSetOverride(absl::string_view text);
+
+// Reads, merges and validates a spec. `source_name` names the text in errors; `base_dir`
+// is where a relative model.arch path is looked up.
+absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::string& source_name,
+                                     const std::string& base_dir,
+                                     const std::vector<Override>& overrides = {});
+absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
+                                    const std::vector<Override>& overrides = {});
+
+// Every key as "section.key", for help texts.
+std::vector<std::string> JobSpecKeys();
+
+}  // namespace matbert

@@ -1,0 +1,132 @@
+#include "common/job_spec.h"
+
+#include <filesystem>
+
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+
+namespace matbert {
+namespace {
+
+std::string ConfigsDir() { return std::string(MATBERT_SOURCE_DIR) + "/configs"; }
+
+absl::StatusOr<JobSpec> Parse(const std::string& text, std::vector<Override> overrides = {}) {
+  return ParseJobSpec(text, "spec.toml", ConfigsDir(), overrides);
+}
+
+void ExpectError(const absl::StatusOr<JobSpec>& spec, const std::string& message) {
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(spec.status().message()), message);
+}
+
+TEST(JobSpecTest, ShippedConfigsLoad) {
+  for (const char* name : {"bert_matcomp.toml", "bert_training.toml", "bert_matcomp_cpu.toml"}) {
+    auto spec = LoadJobSpec(ConfigsDir() + "/" + name);
+    EXPECT_TRUE(spec.ok()) << name << ": " << spec.status();
+  }
+  auto spec = LoadJobSpec(ConfigsDir() + "/bert_matcomp.toml");
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->model.hidden_size, 768);                        // from bert_arch.json
+  EXPECT_EQ(spec->model.position_embedding_type, "absolute_2d");  // inline override
+  EXPECT_EQ(spec->job.name, "bert_matcomp");
+  EXPECT_EQ(spec->VocabSize(), 805);
+  EXPECT_EQ(spec->SequenceLength(), 402);
+}
+
+TEST(JobSpecTest, DefaultsAndValues) {
+  auto spec = Parse("[training]\nsteps = 7\nlr = 1\nwarmup_steps = 0\n[matrix]\nrow_sep = true\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->training.steps, 7);
+  EXPECT_EQ(spec->training.lr, 1.0);  // an integer is accepted for a float key
+  EXPECT_EQ(spec->VocabSize(), 806);
+  EXPECT_EQ(spec->job.name, "spec");
+  EXPECT_FALSE(spec->checkpoint.load_step.has_value());
+}
+
+TEST(JobSpecTest, ErrorsNameKeyLineAndAllowedValues) {
+  ExpectError(Parse("[training]\nsteps = 10\n\nlr = 50\n"),
+              "spec.toml:4: training.lr must be a number in (0, 10], got 50");
+  ExpectError(Parse("[training]\nsteps = \"many\"\n"),
+              "spec.toml:2: training.steps must be an integer in [1, 1e+12], got \"many\"");
+  ExpectError(Parse("[training]\nschedule = \"step\"\n"),
+              "spec.toml:2: training.schedule must be one of \"constant\", \"linear\", "
+              "\"cosine\", got \"step\"");
+  ExpectError(Parse("[matrix]\nrow_sep = 1\n"),
+              "spec.toml:2: matrix.row_sep must be true or false, got 1");
+  ExpectError(Parse("[trainig]\nsteps = 1\n"),
+              "spec.toml:1: unknown section [trainig]; allowed: job, model, matrix, training, "
+              "checkpoint, generate");
+  auto unknown = Parse("[matrix]\nm = 4\nrank = 2\n");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(std::string(unknown.status().message())
+                .find("spec.toml:3: unknown key matrix.rank; "
+                      "allowed in [matrix]: m, n, r,"),
+            std::string::npos)
+      << unknown.status();
+  ExpectError(Parse("[matrix]\nm = 4\nn = 6\nr = 5\n"),
+              "spec.toml: matrix.r must be in 1..min(matrix.m, matrix.n) = 4, got 5");
+  ExpectError(Parse("[model]\nhidden_size = 100\nnum_attention_heads = 3\n"),
+              "spec.toml: model.hidden_size (100) must be a multiple of "
+              "model.num_attention_heads (3)");
+  ExpectError(Parse("[model]\nmax_position_embeddings = 100\n"),
+              "spec.toml: model.max_position_embeddings must be >= the sequence length m*n+2 = "
+              "402, got 100");
+  auto syntax = Parse("[training]\nsteps = = 3\n");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_EQ(std::string(syntax.status().message()).rfind("spec.toml:2: ", 0), 0u)
+      << syntax.status();
+}
+
+TEST(JobSpecTest, OverridesApplyLastAndAreChecked) {
+  std::vector<Override> overrides = {{"training.steps", "1000", "--training.steps"},
+                                     *ParseSetOverride("matrix.prec=3"),
+                                     {"checkpoint.load-step", "-1", "--checkpoint.load-step"},
+                                     {"training.schedule", "linear", "--training.schedule"}};
+  auto spec = Parse("[training]\nsteps = 10\n", overrides);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->training.steps, 1000);
+  EXPECT_EQ(spec->matrix.prec, 3);
+  EXPECT_EQ(spec->checkpoint.load_step, -1);
+  EXPECT_EQ(spec->training.schedule, "linear");
+  ExpectError(Parse("", {{"training.lr", "-1", "--training.lr"}}),
+              "--training.lr: training.lr must be a number in (0, 10], got -1");
+  auto bad = Parse("", {{"training.stepz", "1", "--training.stepz"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("--training.stepz: unknown key"),
+            std::string::npos);
+  EXPECT_FALSE(ParseSetOverride("training.steps").ok());
+}
+
+TEST(JobSpecTest, ArchJsonErrorsNameTheFile) {
+  const std::string dir = ::testing::TempDir() + "arch_json_test";
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(WriteFileAtomically(dir + "/arch.json", "{\"hidden_size\": 64, \"hiden\": 1}").ok());
+  auto spec = ParseJobSpec("[model]\narch = \"arch.json\"\n", "spec.toml", dir);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_NE(std::string(spec.status().message()).find(dir + "/arch.json: unknown key \"hiden\""),
+            std::string::npos)
+      << spec.status();
+  ASSERT_TRUE(WriteFileAtomically(dir + "/arch.json", "{\"hidden_size\": \"big\"}").ok());
+  spec = ParseJobSpec("[model]\narch = \"arch.json\"\n", "spec.toml", dir);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_NE(std::string(spec.status().message()).find("model.hidden_size must be an integer"),
+            std::string::npos);
+}
+
+TEST(JobSpecTest, ResolvedTomlRoundTrips) {
+  auto spec = LoadJobSpec(ConfigsDir() + "/bert_matcomp.toml",
+                          {{"checkpoint.load_step", "40", "--checkpoint.load_step"}});
+  ASSERT_TRUE(spec.ok());
+  const std::string text = spec->ToToml();
+  EXPECT_EQ(text.find("arch"), std::string::npos);
+  auto again = ParseJobSpec(text, "resolved.toml", "/nonexistent");
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << text;
+  EXPECT_EQ(again->ToToml(), text);
+  EXPECT_EQ(again->model.hidden_size, 768);
+  EXPECT_EQ(again->checkpoint.load_step, 40);
+  EXPECT_EQ(again->training.lr, spec->training.lr);
+}
+
+}  // namespace
+}  // namespace matbert
