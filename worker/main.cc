@@ -1,6 +1,7 @@
 // matbert-worker: one training or generation process. Subcommands:
 //   generate  write an offline low-rank matrix dataset (DESIGN.md §2)
 //   inspect   validate a dataset directory and summarise it
+//   train     train a BERT matrix-completion model (one rank)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "worker/generate_command.h"
 #include "worker/inspect_command.h"
+#include "worker/train_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -20,6 +22,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   matbert::GenerateCommand generate(app);
   matbert::InspectCommand inspect(app);
+  matbert::TrainCommand train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -35,5 +38,6 @@ int main(int argc, char** argv) {
   }
   if (generate.selected()) return generate.Run();
   if (inspect.selected()) return inspect.Run();
+  if (train.selected()) return train.Run();
   return 2;
 }

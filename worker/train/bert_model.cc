@@ -1,0 +1,192 @@
+#include "worker/train/bert_model.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+
+#include "worker/train/torch_compat.h"
+
+namespace matbert {
+
+BertOptions BertOptions::FromSpec(const JobSpec& spec) {
+  BertOptions o;
+  const ModelSection& m = spec.model;
+  o.vocab_size = spec.VocabSize();
+  o.hidden_size = m.hidden_size;
+  o.num_hidden_layers = m.num_hidden_layers;
+  o.num_attention_heads = m.num_attention_heads;
+  o.intermediate_size = m.intermediate_size;
+  o.max_position_embeddings = m.max_position_embeddings;
+  o.type_vocab_size = m.type_vocab_size;
+  o.hidden_dropout_prob = m.hidden_dropout_prob;
+  o.attention_probs_dropout_prob = m.attention_probs_dropout_prob;
+  o.layer_norm_eps = m.layer_norm_eps;
+  o.initializer_range = m.initializer_range;
+  o.pre_layer_norm = m.layer_norm_position == "pre";
+  o.row_col_embeddings = m.position_embedding_type == "absolute_2d";
+  o.m = spec.matrix.m;
+  o.n = spec.matrix.n;
+  o.row_sep = spec.matrix.row_sep;
+  return o;
+}
+
+nlohmann::json BertOptions::ToConfigJson() const {
+  return {{"architectures", {"BertForMatrixRegression"}},
+          {"model_type", "bert"},
+          {"vocab_size", vocab_size},
+          {"hidden_size", hidden_size},
+          {"num_hidden_layers", num_hidden_layers},
+          {"num_attention_heads", num_attention_heads},
+          {"intermediate_size", intermediate_size},
+          {"hidden_act", "gelu"},
+          {"hidden_dropout_prob", hidden_dropout_prob},
+          {"attention_probs_dropout_prob", attention_probs_dropout_prob},
+          {"max_position_embeddings", max_position_embeddings},
+          {"type_vocab_size", type_vocab_size},
+          {"initializer_range", initializer_range},
+          {"layer_norm_eps", layer_norm_eps},
+          {"pad_token_id", 0},
+          {"position_embedding_type", row_col_embeddings ? "absolute_2d" : "absolute"},
+          {"layer_norm_position", pre_layer_norm ? "pre" : "post"},
+          {"num_labels", 1},
+          {"matrix_m", m},
+          {"matrix_n", n},
+          {"row_sep", row_sep}};
+}
+
+BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
+    : heads_(o.num_attention_heads), dropout_(o.attention_probs_dropout_prob) {
+  query_ = register_module("query", torch::nn::Linear(o.hidden_size, o.hidden_size));
+  key_ = register_module("key", torch::nn::Linear(o.hidden_size, o.hidden_size));
+  value_ = register_module("value", torch::nn::Linear(o.hidden_size, o.hidden_size));
+}
+
+torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t b = x.size(0), l = x.size(1), h = x.size(2), d = h / heads_;
+  auto split = [&](const torch::Tensor& t) {  // (B, L, H) -> (B, heads, L, d)
+    return t.view({b, l, heads_, d}).transpose(1, 2);
+  };
+  torch::Tensor ctx = compat::ScaledDotProductAttention(
+      split(query_(x)), split(key_(x)), split(value_(x)), is_training() ? dropout_ : 0.0);
+  return ctx.transpose(1, 2).reshape({b, l, h});  // (B, L, H)
+}
+
+BertResidualImpl::BertResidualImpl(int64_t in, int64_t out, const BertOptions& o) {
+  dense = register_module("dense", torch::nn::Linear(in, out));
+  layer_norm = register_module(
+      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({out}).eps(o.layer_norm_eps)));
+  dropout = register_module("dropout", torch::nn::Dropout(o.hidden_dropout_prob));
+}
+
+BertAttentionImpl::BertAttentionImpl(const BertOptions& o) {
+  self = register_module("self", BertSelfAttention(o));
+  output = register_module("output", BertResidual(o.hidden_size, o.hidden_size, o));
+}
+
+BertLayerImpl::BertLayerImpl(const BertOptions& o) : pre_ln_(o.pre_layer_norm) {
+  attention_ = register_module("attention", BertAttention(o));
+  auto intermediate = register_module("intermediate", std::make_shared<torch::nn::Module>());
+  intermediate_ =
+      intermediate->register_module("dense", torch::nn::Linear(o.hidden_size, o.intermediate_size));
+  output_ = register_module("output", BertResidual(o.intermediate_size, o.hidden_size, o));
+}
+
+torch::Tensor BertLayerImpl::forward(torch::Tensor x) {
+  BertResidualImpl& attn_out = *attention_->output;
+  BertResidualImpl& mlp_out = *output_;
+  auto mlp = [&](const torch::Tensor& t) {
+    return mlp_out.dropout(mlp_out.dense(torch::gelu(intermediate_(t))));
+  };
+  if (pre_ln_) {
+    // x + Attn(LN(x)), then x + MLP(LN(x)); the LayerNorms keep their HF names.
+    x = x + attn_out.dropout(attn_out.dense(attention_->self(attn_out.layer_norm(x))));
+    return x + mlp(mlp_out.layer_norm(x));
+  }
+  // Post-LN (BERT): LN(x + Attn(x)), then LN(x + MLP(x)).
+  x = attn_out.layer_norm(x + attn_out.dropout(attn_out.dense(attention_->self(x))));
+  return mlp_out.layer_norm(x + mlp(x));
+}
+
+BertForMatrixRegressionImpl::BertForMatrixRegressionImpl(const BertOptions& o) : options_(o) {
+  const int64_t h = o.hidden_size;
+  auto bert = register_module("bert", std::make_shared<torch::nn::Module>());
+  auto embeddings = bert->register_module("embeddings", std::make_shared<torch::nn::Module>());
+  word_ = embeddings->register_module(
+      "word_embeddings",
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, h).padding_idx(0)));
+  position_ = embeddings->register_module("position_embeddings",
+                                          torch::nn::Embedding(o.max_position_embeddings, h));
+  token_type_ = embeddings->register_module("token_type_embeddings",
+                                            torch::nn::Embedding(o.type_vocab_size, h));
+  if (o.row_col_embeddings) {
+    row_ = embeddings->register_module("row_embeddings", torch::nn::Embedding(o.m + 1, h));
+    col_ = embeddings->register_module("col_embeddings", torch::nn::Embedding(o.n + 1, h));
+  }
+  embeddings_ln_ = embeddings->register_module(
+      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(o.layer_norm_eps)));
+  embeddings_dropout_ =
+      embeddings->register_module("dropout", torch::nn::Dropout(o.hidden_dropout_prob));
+  auto encoder = bert->register_module("encoder", std::make_shared<torch::nn::Module>());
+  layers_ = encoder->register_module("layer", torch::nn::ModuleList());
+  for (int64_t i = 0; i < o.num_hidden_layers; ++i) layers_->push_back(BertLayer(o));
+  if (o.pre_layer_norm) {
+    final_ln_ = encoder->register_module(
+        "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(o.layer_norm_eps)));
+  }
+  regressor_ = register_module("regressor", torch::nn::Linear(h, 1));
+
+  // Row/column ids of each sequence position: 1-based for entries, 0 for [CLS], [SEP] and
+  // [ROW_SEP].
+  std::vector<int64_t> rows, cols;
+  rows.push_back(0), cols.push_back(0);
+  for (int i = 0; i < o.m; ++i) {
+    if (i > 0 && o.row_sep) rows.push_back(0), cols.push_back(0);
+    for (int j = 0; j < o.n; ++j) rows.push_back(i + 1), cols.push_back(j + 1);
+  }
+  rows.push_back(0), cols.push_back(0);
+  row_ids_ = register_buffer("row_ids", torch::tensor(rows, torch::kInt64));
+  col_ids_ = register_buffer("col_ids", torch::tensor(cols, torch::kInt64));
+  InitWeights();
+}
+
+void BertForMatrixRegressionImpl::InitWeights() {
+  // As HuggingFace's BertPreTrainedModel: N(0, initializer_range) weights, zero biases,
+  // unit LayerNorms, a zero padding embedding.
+  torch::NoGradGuard no_grad;
+  const double std = options_.initializer_range;
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* linear = module->as<torch::nn::Linear>()) {
+      torch::nn::init::normal_(linear->weight, 0.0, std);
+      torch::nn::init::zeros_(linear->bias);
+    } else if (auto* embedding = module->as<torch::nn::Embedding>()) {
+      torch::nn::init::normal_(embedding->weight, 0.0, std);
+    } else if (auto* ln = module->as<torch::nn::LayerNorm>()) {
+      torch::nn::init::ones_(ln->weight);
+      torch::nn::init::zeros_(ln->bias);
+    }
+  }
+  word_->weight[0].zero_();
+}
+
+torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_ids) {
+  const int64_t l = input_ids.size(1);
+  auto positions = torch::arange(l, input_ids.options());
+  torch::Tensor x = word_(input_ids) + position_(positions) +
+                    token_type_->weight[0];  // token type 0 everywhere; (B, L, H)
+  if (options_.row_col_embeddings) {
+    x = x + row_(row_ids_.slice(0, 0, l)) + col_(col_ids_.slice(0, 0, l));
+  }
+  x = embeddings_dropout_(embeddings_ln_(x));
+  for (const auto& layer : *layers_) x = layer->as<BertLayer>()->forward(x);
+  if (options_.pre_layer_norm) x = final_ln_(x);
+  return regressor_(x);  // (B, L, 1)
+}
+
+torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  torch::Tensor valid = ~torch::isnan(labels);  // (B, L)
+  torch::Tensor diff = logits.squeeze(-1).to(torch::kFloat32) - torch::nan_to_num(labels, 0.0);
+  return (diff.square() * valid).sum() / valid.sum().clamp_min(1);
+}
+
+}  // namespace matbert

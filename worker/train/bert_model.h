@@ -1,0 +1,114 @@
+// BertForMatrixRegression (DESIGN.md §3): a BERT encoder over matrix tokens and a linear
+// head regressing every position's value. Module and parameter names follow HuggingFace
+// BERT ("bert.encoder.layer.0.attention.self.query.weight", ...), so named_parameters()
+// are the names written to model.safetensors; the head is "regressor".
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/job_spec.h"
+
+namespace matbert {
+
+struct BertOptions {
+  int64_t vocab_size = 805;
+  int64_t hidden_size = 768;
+  int64_t num_hidden_layers = 12;
+  int64_t num_attention_heads = 12;
+  int64_t intermediate_size = 3072;
+  int64_t max_position_embeddings = 512;
+  int64_t type_vocab_size = 2;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  bool pre_layer_norm = false;  // "pre": LayerNorm before each sublayer, plus a final one
+  // 2-D positions: row and column embeddings added for entry tokens (0 for special tokens).
+  bool row_col_embeddings = false;
+  int m = 20, n = 20;  // matrix shape, for the row/column ids
+  bool row_sep = false;
+
+  static BertOptions FromSpec(const JobSpec& spec);
+  // HuggingFace-style config.json written beside model.safetensors.
+  nlohmann::json ToConfigJson() const;
+};
+
+class BertSelfAttentionImpl : public torch::nn::Module {
+ public:
+  explicit BertSelfAttentionImpl(const BertOptions& o);
+  torch::Tensor forward(const torch::Tensor& x);  // (B, L, H) -> (B, L, H)
+
+ private:
+  int64_t heads_;
+  double dropout_;
+  torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr};
+};
+TORCH_MODULE(BertSelfAttention);
+
+// Linear + dropout + residual LayerNorm (HF "BertSelfOutput" / "BertOutput").
+class BertResidualImpl : public torch::nn::Module {
+ public:
+  BertResidualImpl(int64_t in, int64_t out, const BertOptions& o);
+  torch::nn::Linear dense{nullptr};
+  torch::nn::LayerNorm layer_norm{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(BertResidual);
+
+class BertAttentionImpl : public torch::nn::Module {
+ public:
+  explicit BertAttentionImpl(const BertOptions& o);
+  BertSelfAttention self{nullptr};
+  BertResidual output{nullptr};
+};
+TORCH_MODULE(BertAttention);
+
+class BertLayerImpl : public torch::nn::Module {
+ public:
+  explicit BertLayerImpl(const BertOptions& o);
+  torch::Tensor forward(torch::Tensor x);  // (B, L, H) -> (B, L, H)
+
+ private:
+  bool pre_ln_;
+  BertAttention attention_{nullptr};
+  torch::nn::Linear intermediate_{nullptr};  // "intermediate.dense"
+  BertResidual output_{nullptr};
+};
+TORCH_MODULE(BertLayer);
+
+class BertForMatrixRegressionImpl : public torch::nn::Module {
+ public:
+  explicit BertForMatrixRegressionImpl(const BertOptions& o);
+
+  // input_ids (B, L) int64 -> logits (B, L, 1).
+  torch::Tensor forward(const torch::Tensor& input_ids);
+
+  const BertOptions& options() const { return options_; }
+
+ private:
+  void InitWeights();
+
+  BertOptions options_;
+  torch::nn::Embedding word_{nullptr}, position_{nullptr}, token_type_{nullptr};
+  torch::nn::Embedding row_{nullptr}, col_{nullptr};
+  torch::nn::LayerNorm embeddings_ln_{nullptr};
+  torch::nn::Dropout embeddings_dropout_{nullptr};
+  torch::nn::ModuleList layers_;
+  torch::nn::LayerNorm final_ln_{nullptr};  // pre-LN only
+  torch::nn::Linear regressor_{nullptr};
+  torch::Tensor row_ids_, col_ids_;  // (L,) buffers for 2-D positions
+};
+TORCH_MODULE(BertForMatrixRegression);
+
+// Mean squared error over positions whose label is not NaN. logits (B, L, 1), labels (B, L).
+torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+}  // namespace matbert

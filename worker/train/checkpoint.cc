@@ -1,0 +1,144 @@
+#include "worker/train/checkpoint.h"
+
+#include <torch/serialize.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/staging_dir.h"
+#include "common/status_macros.h"
+#include "worker/train/safetensors.h"
+
+namespace matbert {
+namespace fs = std::filesystem;
+
+std::string CheckpointDirName(int64_t step) { return absl::StrFormat("step-%07d", step); }
+
+std::vector<int64_t> ListCheckpointSteps(const std::string& checkpoints_dir) {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(checkpoints_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    int64_t step = 0;
+    if (name.size() >= 12 && name.rfind("step-", 0) == 0 &&
+        absl::SimpleAtoi(name.substr(5), &step) && entry.is_directory()) {
+      steps.push_back(step);
+    }
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, int64_t step,
+                                            BertForMatrixRegression& model,
+                                            torch::optim::Optimizer& optimizer,
+                                            nlohmann::json trainer_state, int keep) {
+  const std::string target = checkpoints_dir + "/" + CheckpointDirName(step);
+  ASSIGN_OR_RETURN(StagingDir staging, StagingDir::Create(target, /*overwrite=*/true));
+  NamedTensors weights;
+  for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
+  RETURN_IF_ERROR(
+      WriteSafetensors(staging.path() + "/model.safetensors", weights, {{"format", "pt"}}));
+  RETURN_IF_ERROR(WriteFileAtomically(staging.path() + "/config.json",
+                                      model->options().ToConfigJson().dump(2) + "\n"));
+  try {
+    torch::save(optimizer, staging.path() + "/optimizer.pt");
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("cannot write ", staging.path(),
+                                            "/optimizer.pt: ", e.what_without_backtrace()));
+  }
+  trainer_state["format_version"] = kCheckpointFormatVersion;
+  trainer_state["step"] = step;
+  RETURN_IF_ERROR(
+      WriteFileAtomically(staging.path() + "/trainer_state.json", trainer_state.dump(2) + "\n"));
+  RETURN_IF_ERROR(staging.Commit());
+
+  std::vector<int64_t> steps = ListCheckpointSteps(checkpoints_dir);
+  for (size_t i = 0; i + keep < steps.size(); ++i) {
+    std::error_code ec;
+    fs::remove_all(checkpoints_dir + "/" + CheckpointDirName(steps[i]), ec);
+  }
+  return target;
+}
+
+absl::StatusOr<std::string> ResolveCheckpoint(const std::string& checkpoints_dir,
+                                              int64_t load_step) {
+  std::vector<int64_t> steps = ListCheckpointSteps(checkpoints_dir);
+  if (load_step == -1) {
+    if (steps.empty()) {
+      return absl::NotFoundError(absl::StrCat("checkpoint.load_step = -1 (latest), but ",
+                                              checkpoints_dir, " holds no checkpoint"));
+    }
+    return checkpoints_dir + "/" + CheckpointDirName(steps.back());
+  }
+  if (std::find(steps.begin(), steps.end(), load_step) == steps.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("checkpoint.load_step = ", load_step, ": no ", checkpoints_dir, "/",
+                     CheckpointDirName(load_step),
+                     " (have: ", steps.empty() ? "none" : absl::StrJoin(steps, ", "), ")"));
+  }
+  return checkpoints_dir + "/" + CheckpointDirName(load_step);
+}
+
+absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
+                                              BertForMatrixRegression& model,
+                                              torch::optim::Optimizer* optimizer) {
+  const std::string state_path = dir + "/trainer_state.json";
+  ASSIGN_OR_RETURN(std::string state_text, ReadFileToString(state_path));
+  nlohmann::json state = nlohmann::json::parse(state_text, nullptr, false);
+  if (state.is_discarded() || !state.is_object() || !state.contains("step") ||
+      !state["step"].is_number_integer()) {
+    return absl::DataLossError(absl::StrCat(state_path, ": not a trainer state (no \"step\")"));
+  }
+  if (state.value("format_version", 0) != kCheckpointFormatVersion) {
+    return absl::DataLossError(absl::StrCat(state_path, ": format_version ",
+                                            state.value("format_version", 0), " is not ",
+                                            kCheckpointFormatVersion));
+  }
+  const std::string weights_path = dir + "/model.safetensors";
+  ASSIGN_OR_RETURN(SafetensorsFile weights, ReadSafetensors(weights_path));
+  {
+    torch::NoGradGuard no_grad;
+    std::set<std::string> used;
+    for (auto& p : model->named_parameters()) {
+      auto it = weights.tensors.find(p.key());
+      if (it == weights.tensors.end()) {
+        return absl::DataLossError(absl::StrCat(weights_path, ": missing tensor ", p.key()));
+      }
+      if (it->second.sizes() != p.value().sizes()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            weights_path, ": tensor ", p.key(), " has shape ", c10::str(it->second.sizes()),
+            " but the model's is ", c10::str(p.value().sizes()), " (was the spec changed?)"));
+      }
+      p.value().copy_(it->second);
+      used.insert(p.key());
+    }
+    for (const auto& [name, tensor] : weights.tensors) {
+      if (!used.count(name)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(weights_path, ": tensor ", name, " is not a parameter of this model"));
+      }
+    }
+  }
+  if (optimizer != nullptr) {
+    const std::string optimizer_path = dir + "/optimizer.pt";
+    if (!fs::exists(optimizer_path)) {
+      return absl::DataLossError(absl::StrCat(optimizer_path, ": missing"));
+    }
+    try {
+      torch::load(*optimizer, optimizer_path);
+    } catch (const c10::Error& e) {
+      return absl::DataLossError(
+          absl::StrCat(optimizer_path, ": cannot load: ", e.what_without_backtrace()));
+    }
+  }
+  return state;
+}
+
+}  // namespace matbert

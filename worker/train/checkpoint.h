@@ -1,0 +1,48 @@
+// Training checkpoints (DESIGN.md §8): runs/<job>/checkpoints/step-<NNNNNNN>/ holding
+//   model.safetensors    weights, HuggingFace BERT names, fp32
+//   config.json          HuggingFace-style BertConfig of the model
+//   optimizer.pt         AdamW state (torch::save archive)
+//   trainer_state.json   format_version, step, RNG state, last evaluation
+// Each is written into a staging directory and renamed into place whole; a directory that
+// is not named step-NNNNNNN (a staging one) is never loaded.
+#pragma once
+
+#include <torch/optim/optimizer.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/train/bert_model.h"
+
+namespace matbert {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+// "step-0000042"
+std::string CheckpointDirName(int64_t step);
+
+// Steps of the complete checkpoints in `checkpoints_dir`, ascending.
+std::vector<int64_t> ListCheckpointSteps(const std::string& checkpoints_dir);
+
+// Writes checkpoint `step` (trainer_state gets format_version and step added), then removes
+// all but the newest `keep`. Returns the checkpoint's directory.
+absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, int64_t step,
+                                            BertForMatrixRegression& model,
+                                            torch::optim::Optimizer& optimizer,
+                                            nlohmann::json trainer_state, int keep);
+
+// The directory of checkpoint `load_step` (-1: the latest). NOT_FOUND naming the directory
+// (and the steps that exist) when there is none.
+absl::StatusOr<std::string> ResolveCheckpoint(const std::string& checkpoints_dir,
+                                              int64_t load_step);
+
+// Loads weights into `model` (and optimizer state when `optimizer` is not null) and returns
+// trainer_state.json. Any missing, corrupt or mismatching file is an error naming it.
+absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
+                                              BertForMatrixRegression& model,
+                                              torch::optim::Optimizer* optimizer);
+
+}  // namespace matbert

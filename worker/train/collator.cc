@@ -1,0 +1,57 @@
+#include "worker/train/collator.h"
+
+#include <cmath>
+#include <limits>
+
+#include "worker/data/random.h"
+
+namespace matbert {
+
+TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const double> values,
+                                   std::span<const uint64_t> keys) const {
+  const int64_t b = static_cast<int64_t>(keys.size());
+  const int64_t l = static_cast<int64_t>(ids.size()) / b;
+  constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+  TrainBatch batch;
+  batch.input_ids = torch::empty({b, l}, torch::kInt64);
+  batch.labels = torch::empty({b, l}, torch::kFloat32);
+  batch.masked = torch::zeros({b, l}, torch::kBool);
+  batch.values = torch::empty({b, l}, torch::kFloat64);
+  batch.attention_mask = torch::ones({b, l}, torch::kInt64);
+  batch.first_key = b > 0 ? static_cast<int64_t>(keys[0]) : 0;
+  int64_t* out_ids = batch.input_ids.data_ptr<int64_t>();
+  float* labels = batch.labels.data_ptr<float>();
+  bool* masked = batch.masked.data_ptr<bool>();
+  double* out_values = batch.values.data_ptr<double>();
+  const int64_t n_bins = tokenizer_.n_bins();
+  for (int64_t row = 0; row < b; ++row) {
+    RandomStream rng(options_.seed, keys[row]);
+    for (int64_t j = 0; j < l; ++j) {
+      const int64_t at = row * l + j;
+      const int32_t id = ids[at];
+      out_ids[at] = id;
+      out_values[at] = values[at];
+      if (!tokenizer_.IsBinId(id)) {  // [CLS], [SEP], [ROW_SEP]
+        labels[at] = kNaN;
+        continue;
+      }
+      const bool mask = rng.NextUniform() < options_.mask_prob;
+      labels[at] = mask || !options_.loss_masked_only ? static_cast<float>(values[at]) : kNaN;
+      if (!mask) continue;
+      masked[at] = true;
+      out_ids[at] = MatrixTokenizer::kMaskId;
+      if (options_.bert_masking) {
+        const double u = rng.NextUniform();
+        if (u >= 0.9) {
+          out_ids[at] = id;  // keep
+        } else if (u >= 0.8) {
+          out_ids[at] =
+              MatrixTokenizer::kFirstBinId + static_cast<int64_t>(rng.NextUniform() * n_bins);
+        }
+      }
+    }
+  }
+  return batch;
+}
+
+}  // namespace matbert

@@ -1,0 +1,35 @@
+// Differences between the LibTorch versions matbert builds against: Debian's 1.13 (CPU) and
+// the CUDA LibTorch 2.x of GPU hosts. Every #if on the LibTorch version lives here.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include <tuple>
+
+namespace matbert::compat {
+
+// softmax(q kᵀ / sqrt(d)) v over (B, heads, L, d) tensors, with attention dropout.
+inline at::Tensor ScaledDotProductAttention(const at::Tensor& q, const at::Tensor& k,
+                                            const at::Tensor& v, double dropout_p) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p);
+#else
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p,
+                                                       /*need_attn_weights=*/false));
+#endif
+}
+
+// Turns bf16 autocast on or off for CUDA ops.
+inline void SetCudaAutocastBf16(bool enabled) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+  at::autocast::set_enabled(enabled);
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+}
+
+}  // namespace matbert::compat

@@ -1,0 +1,193 @@
+// Unit tests of the trainer's parts that need no training run: collator, loss, learning
+// rate schedule, safetensors, ALS baseline, checkpoint lookup.
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "worker/data/matrix_generator.h"
+#include "worker/data/random.h"
+#include "worker/train/als_baseline.h"
+#include "worker/train/batch_source.h"
+#include "worker/train/bert_model.h"
+#include "worker/train/checkpoint.h"
+#include "worker/train/collator.h"
+#include "worker/train/lr_schedule.h"
+#include "worker/train/safetensors.h"
+
+namespace matbert {
+namespace {
+
+JobSpec SmallSpec() {
+  auto spec = ParseJobSpec(
+      "[model]\nhidden_size = 16\nnum_hidden_layers = 1\nnum_attention_heads = 2\n"
+      "intermediate_size = 32\nmax_position_embeddings = 128\n"
+      "[matrix]\nm = 10\nn = 10\nr = 2\nrow_sep = true\nmask_prob = 0.3\n"
+      "[training]\nbatch_size = 64\nsteps = 10\nwarmup_steps = 0\n",
+      "small.toml", ".");
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return *spec;
+}
+
+TEST(CollatorTest, MasksOnlyEntriesAndNaNsExactlyWhereSpecified) {
+  for (bool masked_only : {true, false}) {
+    JobSpec spec = SmallSpec();
+    spec.matrix.loss_masked_only = masked_only;
+    auto source = MakeBatchSource(spec, 0, 1);
+    ASSERT_TRUE(source.ok());
+    auto batch = (*source)->Get({1, 0});
+    ASSERT_TRUE(batch.ok());
+    const int64_t b = batch->input_ids.size(0), l = batch->input_ids.size(1);
+    ASSERT_EQ(l, 10 * 10 + 2 + 9);
+    const auto ids = batch->input_ids.accessor<int64_t, 2>();
+    const auto labels = batch->labels.accessor<float, 2>();
+    const auto masked = batch->masked.accessor<bool, 2>();
+    const auto values = batch->values.accessor<double, 2>();
+    int64_t entries = 0, masks = 0;
+    for (int64_t i = 0; i < b; ++i) {
+      for (int64_t j = 0; j < l; ++j) {
+        const bool special = std::isnan(values[i][j]);
+        const bool expect_special = j == 0 || j == l - 1 || (j - 1) % 11 == 10;
+        ASSERT_EQ(special, expect_special) << j;
+        if (special) {
+          EXPECT_TRUE(std::isnan(labels[i][j]));
+          EXPECT_FALSE(masked[i][j]);
+          EXPECT_NE(ids[i][j], MatrixTokenizer::kMaskId);
+          continue;
+        }
+        ++entries;
+        EXPECT_EQ(ids[i][j] == MatrixTokenizer::kMaskId, masked[i][j]);
+        if (masked[i][j]) {
+          ++masks;
+          EXPECT_EQ(labels[i][j], static_cast<float>(values[i][j]));
+        } else if (masked_only) {
+          EXPECT_TRUE(std::isnan(labels[i][j]));
+        } else {
+          EXPECT_EQ(labels[i][j], static_cast<float>(values[i][j]));
+        }
+      }
+    }
+    // 6400 entries at p = 0.3: the standard deviation of the fraction is 0.0057.
+    EXPECT_NEAR(static_cast<double>(masks) / entries, 0.3, 0.03);
+    EXPECT_EQ(batch->attention_mask.sum().item<int64_t>(), b * l);
+  }
+}
+
+TEST(CollatorTest, BertStrategyReplacesSomeMasksWithRandomOrKeptTokens) {
+  JobSpec spec = SmallSpec();
+  spec.matrix.mask_strategy = "bert";
+  auto batch = (*MakeBatchSource(spec, 0, 1))->Get({1, 0});
+  ASSERT_TRUE(batch.ok());
+  const torch::Tensor masked = batch->masked;
+  const double as_mask = (batch->input_ids.masked_select(masked) == MatrixTokenizer::kMaskId)
+                             .to(torch::kFloat64)
+                             .mean()
+                             .item<double>();
+  EXPECT_NEAR(as_mask, 0.8, 0.05);
+  EXPECT_GT(masked.sum().item<int64_t>(), 1500);
+}
+
+TEST(CollatorTest, BatchesAreAPureFunctionOfTheirKey) {
+  JobSpec spec = SmallSpec();
+  auto a = MakeBatchSource(spec, 0, 2);
+  auto b = MakeBatchSource(spec, 0, 2);
+  auto rank1 = MakeBatchSource(spec, 1, 2);
+  auto x = (*a)->Get({3, 0});
+  (void)(*b)->Get({1, 0});
+  auto y = (*b)->Get({3, 0});
+  auto z = (*rank1)->Get({3, 0});
+  EXPECT_TRUE(torch::equal(x->input_ids, y->input_ids));
+  EXPECT_FALSE(torch::equal(x->input_ids, z->input_ids));
+}
+
+TEST(LossTest, EqualsHandComputedMse) {
+  const float nan = std::nanf("");
+  torch::Tensor logits = torch::tensor({1.0f, 2.0f, 3.0f, 4.0f, 0.5f, -1.0f}).view({2, 3, 1});
+  torch::Tensor labels = torch::tensor({nan, 1.0f, 5.0f, 4.0f, nan, 1.0f}).view({2, 3});
+  // Valid pairs: (2,1) (3,5) (4,4) (-1,1): squared errors 1, 4, 0, 4.
+  EXPECT_FLOAT_EQ(MaskedMseLoss(logits, labels).item<float>(), 9.0f / 4);
+}
+
+TEST(LrScheduleTest, WarmupDecayCooldown) {
+  TrainingSection t;
+  t.lr = 1.0;
+  t.steps = 100;
+  t.warmup_steps = 10;
+  t.min_lr_ratio = 0.1;
+  t.schedule = "linear";
+  EXPECT_DOUBLE_EQ(LearningRate(t, 1), 0.1);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 10), 1.0);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 55), 0.55);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 100), 0.1);
+  t.schedule = "cosine";
+  EXPECT_NEAR(LearningRate(t, 55), 0.55, 1e-12);  // the midpoint of the cosine
+  EXPECT_NEAR(LearningRate(t, 100), 0.1, 1e-12);
+  t.schedule = "constant";
+  t.cooldown_steps = 20;
+  EXPECT_DOUBLE_EQ(LearningRate(t, 80), 1.0);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 90), 0.5);
+  EXPECT_DOUBLE_EQ(LearningRate(t, 100), 0.0);
+}
+
+TEST(SafetensorsTest, RoundTripAndCorruption) {
+  const std::string path = ::testing::TempDir() + "/t.safetensors";
+  torch::Tensor a = torch::randn({3, 5});
+  torch::Tensor b = torch::arange(7, torch::kInt64);
+  ASSERT_TRUE(WriteSafetensors(path, {{"a", a}, {"b", b}}, {{"k", "v"}}).ok());
+  auto file = ReadSafetensors(path);
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_TRUE(torch::equal(file->tensors["a"], a));
+  EXPECT_TRUE(torch::equal(file->tensors["b"], b));
+  EXPECT_EQ(file->metadata.at("k"), "v");
+  std::string bytes = *ReadFileToString(path);
+  ASSERT_TRUE(WriteFileAtomically(path, bytes.substr(0, bytes.size() - 4)).ok());
+  auto truncated = ReadSafetensors(path);
+  ASSERT_FALSE(truncated.ok());
+  EXPECT_NE(std::string(truncated.status().message()).find(path + ": tensor b: data_offsets"),
+            std::string::npos)
+      << truncated.status();
+  ASSERT_TRUE(WriteFileAtomically(path, "\x05\0\0\0\0\0\0\0{oops").ok());
+  EXPECT_FALSE(ReadSafetensors(path).ok());
+}
+
+TEST(AlsTest, RecoversALowRankMatrixFromMostEntries) {
+  MatrixGenerator gen({12, 10, 2}, 3);
+  std::vector<double> m(120), prediction(120);
+  std::vector<uint8_t> observed(120);
+  gen.Generate(0, m);
+  RandomStream rng(9, 0);
+  for (int k = 0; k < 120; ++k) observed[k] = rng.NextUniform() < 0.8;
+  AlsComplete(m, observed, 12, 10, 2, prediction, 100, 1e-6);
+  double err = 0;
+  for (int k = 0; k < 120; ++k) err = std::max(err, std::abs(prediction[k] - m[k]));
+  EXPECT_LT(err, 1e-3);
+}
+
+TEST(CheckpointTest, MissingCheckpointsAreErrorsNamingTheDirectory) {
+  const std::string dir = ::testing::TempDir() + "/ckpt_test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/.step-0000009.tmp-1");  // a staging dir
+  auto latest = ResolveCheckpoint(dir, -1);
+  EXPECT_EQ(latest.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(std::string(latest.status().message()).find(dir + " holds no checkpoint"),
+            std::string::npos);
+  std::filesystem::create_directories(dir + "/" + CheckpointDirName(4));
+  std::filesystem::create_directories(dir + "/" + CheckpointDirName(12));
+  EXPECT_EQ(*ResolveCheckpoint(dir, -1), dir + "/step-0000012");
+  auto missing = ResolveCheckpoint(dir, 7);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(std::string(missing.status().message()).find("(have: 4, 12)"), std::string::npos);
+
+  JobSpec spec = SmallSpec();
+  BertForMatrixRegression model(BertOptions::FromSpec(spec));
+  auto loaded = LoadCheckpoint(dir + "/step-0000012", model, nullptr);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(std::string(loaded.status().message()).find("step-0000012/trainer_state.json"),
+            std::string::npos)
+      << loaded.status();
+}
+
+}  // namespace
+}  // namespace matbert

@@ -1,0 +1,361 @@
+#include "worker/train/trainer.h"
+
+// clip_grad.h relies on torch/types.h being included before it.
+// clang-format off
+#include <torch/types.h>
+#include <torch/nn/utils/clip_grad.h>
+// clang-format on
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/optim/adamw.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/progress_bar.h"
+#include "common/status_macros.h"
+#include "worker/train/als_baseline.h"
+#include "worker/train/batch_source.h"
+#include "worker/train/bert_model.h"
+#include "worker/train/checkpoint.h"
+#include "worker/train/lr_schedule.h"
+#include "worker/train/torch_compat.h"
+
+namespace matbert {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Appends one JSON object per line to runs/<job>/metrics.jsonl, flushed per line.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {}
+  bool ok() const { return out_.good(); }
+  void Write(const Json& record) {
+    out_ << record.dump() << '\n';
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+// RMSE of the model and of the two baselines on the masked entries of the eval set.
+struct EvalResult {
+  double model_rmse = 0, mean_rmse = 0, als_rmse = 0;
+  int64_t entries = 0;
+};
+
+// Baselines see what the model sees: the observed (unmasked) entries, as bin centres.
+EvalResult Baselines(const JobSpec& spec, const std::vector<TrainBatch>& batches) {
+  const MatrixTokenizer tok =
+      *MatrixTokenizer::Create({spec.matrix.prec, spec.matrix.n_sigma, spec.matrix.row_sep});
+  const int m = spec.matrix.m, n = spec.matrix.n;
+  std::vector<double> observed_values(m * n), prediction(m * n);
+  std::vector<uint8_t> observed(m * n);
+  double mean_sq = 0, als_sq = 0;
+  int64_t count = 0;
+  for (const TrainBatch& batch : batches) {
+    const int64_t b = batch.input_ids.size(0), l = batch.input_ids.size(1);
+    const int64_t* ids = batch.input_ids.data_ptr<int64_t>();
+    const bool* masked = batch.masked.data_ptr<bool>();
+    const double* values = batch.values.data_ptr<double>();
+    for (int64_t row = 0; row < b; ++row) {
+      // Entry k of the matrix sits at the k-th bin-valued position of the original row.
+      std::vector<int64_t> position;
+      for (int64_t j = 0; j < l; ++j) {
+        if (!std::isnan(values[row * l + j])) position.push_back(j);
+      }
+      double sum = 0;
+      int64_t seen = 0;
+      for (int k = 0; k < m * n; ++k) {
+        const int64_t at = row * l + position[k];
+        observed[k] = !masked[at];
+        observed_values[k] = observed[k] ? tok.Decode(static_cast<int32_t>(ids[at])) : 0.0;
+        if (observed[k]) sum += observed_values[k], ++seen;
+      }
+      const double mean = seen > 0 ? sum / seen : 0.0;
+      AlsComplete(observed_values, observed, m, n, spec.matrix.r, prediction);
+      for (int k = 0; k < m * n; ++k) {
+        if (observed[k]) continue;
+        const double truth = values[row * l + position[k]];
+        mean_sq += (mean - truth) * (mean - truth);
+        als_sq += (prediction[k] - truth) * (prediction[k] - truth);
+        ++count;
+      }
+    }
+  }
+  EvalResult r;
+  r.entries = count;
+  r.mean_rmse = std::sqrt(mean_sq / std::max<int64_t>(count, 1));
+  r.als_rmse = std::sqrt(als_sq / std::max<int64_t>(count, 1));
+  return r;
+}
+
+double ModelRmse(BertForMatrixRegression& model, const std::vector<TrainBatch>& batches,
+                 const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  double sq = 0;
+  int64_t count = 0;
+  for (const TrainBatch& batch : batches) {
+    torch::Tensor logits =
+        model->forward(batch.input_ids.to(device)).squeeze(-1).to(torch::kCPU, torch::kFloat64);
+    torch::Tensor err = (logits - batch.values).masked_select(batch.masked);
+    sq += err.square().sum().item<double>();
+    count += err.numel();
+  }
+  model->train();
+  return std::sqrt(sq / std::max<int64_t>(count, 1));
+}
+
+// Parameters with weight decay (matrices of Linear layers and embeddings) and without
+// (biases and LayerNorm), as BERT's recipe does.
+std::vector<torch::optim::OptimizerParamGroup> ParamGroups(BertForMatrixRegression& model,
+                                                           const TrainingSection& t) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    const bool is_norm_or_bias = name.find("LayerNorm") != std::string::npos ||
+                                 name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    (is_norm_or_bias ? no_decay : decay).push_back(p.value());
+  }
+  auto options = [&](double wd) {
+    auto o = std::make_unique<torch::optim::AdamWOptions>(t.lr);
+    o->betas({t.beta1, t.beta2}).eps(t.eps).weight_decay(wd);
+    return o;
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, options(t.weight_decay));
+  groups.emplace_back(no_decay, options(0.0));
+  return groups;
+}
+
+std::string CpuRngState() {
+  torch::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
+  return absl::Base64Escape(
+      absl::string_view(static_cast<const char*>(state.data_ptr()), state.numel()));
+}
+
+absl::Status SetCpuRngState(const std::string& base64, const std::string& where) {
+  std::string bytes;
+  if (!absl::Base64Unescape(base64, &bytes)) {
+    return absl::DataLossError(absl::StrCat(where, ": torch_cpu_rng is not base64"));
+  }
+  torch::Tensor state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
+  try {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(state);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(
+        absl::StrCat(where, ": torch_cpu_rng: ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
+  const JobSpec& spec = options.spec;
+  const TrainingSection& t = spec.training;
+  const bool leader = options.rank == 0;
+  const std::string checkpoints_dir = options.run_dir + "/checkpoints";
+  std::error_code ec;
+  std::filesystem::create_directories(checkpoints_dir, ec);
+  if (ec) return ErrnoStatus(ec.value(), "cannot create run directory", checkpoints_dir);
+  if (leader) RETURN_IF_ERROR(WriteFileAtomically(options.run_dir + "/config.toml", spec.ToToml()));
+
+  const int threads =
+      t.threads > 0
+          ? t.threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.world_size);
+  at::set_num_threads(threads);
+  const bool cuda = torch::cuda::is_available();
+  const torch::Device device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  const bool bf16 = cuda ? t.mixed_precision != "no" : t.mixed_precision == "bf16";
+  if (bf16 && !cuda) {
+    return absl::InvalidArgumentError(
+        "training.mixed_precision = \"bf16\" needs a CUDA device; "
+        "use \"auto\" or \"no\" on CPU");
+  }
+
+  torch::manual_seed(static_cast<uint64_t>(t.seed));
+  BertForMatrixRegression model(BertOptions::FromSpec(spec));
+  model->to(device);
+  torch::optim::AdamW optimizer(ParamGroups(model, t));
+
+  int64_t start_step = 0;
+  if (spec.checkpoint.load_step.has_value()) {
+    ASSIGN_OR_RETURN(std::string dir,
+                     ResolveCheckpoint(checkpoints_dir, *spec.checkpoint.load_step));
+    ASSIGN_OR_RETURN(Json state, LoadCheckpoint(dir, model, &optimizer));
+    start_step = state["step"].get<int64_t>();
+    if (state.contains("torch_cpu_rng")) {
+      RETURN_IF_ERROR(
+          SetCpuRngState(state["torch_cpu_rng"].get<std::string>(), dir + "/trainer_state.json"));
+    }
+    if (start_step >= t.steps) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", dir, " is at step ", start_step,
+                                                     ", at or past training.steps = ", t.steps));
+    }
+    if (leader) absl::FPrintF(stderr, "resuming from %s (step %d)\n", dir, start_step);
+  }
+
+  std::vector<TrainBatch> eval_batches = MakeEvalBatches(spec);
+  const EvalResult baselines = Baselines(spec, eval_batches);
+  ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> source,
+                   MakeBatchSource(spec, options.rank, options.world_size));
+  Prefetcher prefetcher(std::move(source), {start_step + 1, 0}, t.grad_accum);
+  MetricsLog metrics(options.run_dir + "/metrics.jsonl");
+  if (!metrics.ok())
+    return absl::InternalError(
+        absl::StrCat("cannot append to ", options.run_dir, "/metrics.jsonl"));
+  if (cuda && bf16) compat::SetCudaAutocastBf16(true);
+
+  const int64_t tokens_per_step =
+      int64_t{t.batch_size} * spec.SequenceLength() * t.grad_accum * options.world_size;
+  TrainResult result;
+  result.eval_rmse = std::numeric_limits<double>::quiet_NaN();
+  Json last_eval;
+  double window_loss = 0, window_seconds = 0;
+  int64_t window_steps = 0;
+  double time_forward = 0, time_backward = 0, time_optimizer = 0, data_wait = 0;
+  const auto run_start = Clock::now();
+  model->train();
+
+  for (int64_t step = start_step + 1; step <= t.steps; ++step) {
+    const auto step_start = Clock::now();
+    const double lr = LearningRate(t, step);
+    for (auto& group : optimizer.param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    }
+    optimizer.zero_grad();
+    double step_loss = 0;
+    for (int micro = 0; micro < t.grad_accum; ++micro) {
+      ASSIGN_OR_RETURN(TrainBatch batch, prefetcher.Next({step, micro}));
+      const auto forward_start = Clock::now();
+      torch::Tensor logits = model->forward(batch.input_ids.to(device));  // (B, L, 1)
+      torch::Tensor loss = MaskedMseLoss(logits, batch.labels.to(device)) / t.grad_accum;
+      const auto backward_start = Clock::now();
+      loss.backward();
+      step_loss += loss.item<double>();
+      time_forward += Seconds(forward_start, backward_start);
+      time_backward += Seconds(backward_start, Clock::now());
+    }
+    const auto optimizer_start = Clock::now();
+    const double max_norm =
+        t.clip_grad_norm > 0 ? t.clip_grad_norm : std::numeric_limits<double>::infinity();
+    const double grad_norm = torch::nn::utils::clip_grad_norm_(model->parameters(), max_norm);
+    optimizer.step();
+    if (cuda && bf16) at::autocast::clear_cache();
+    time_optimizer += Seconds(optimizer_start, Clock::now());
+    if (!std::isfinite(step_loss)) {
+      return absl::InternalError(absl::StrCat("training diverged at step ", step, ": loss is ",
+                                              step_loss,
+                                              " (try a lower training.lr or clip_grad_norm)"));
+    }
+    const double step_seconds = Seconds(step_start, Clock::now());
+    window_loss += step_loss;
+    window_seconds += step_seconds;
+    ++window_steps;
+    result.last_step = step;
+    result.final_loss = step_loss;
+
+    const bool stopping = options.stop != nullptr && options.stop->load();
+    if (leader && (step % t.log_every == 0 || step == t.steps || stopping)) {
+      const double elapsed = Seconds(run_start, Clock::now());
+      const double tokens_per_second =
+          window_seconds > 0 ? tokens_per_step * window_steps / window_seconds : 0;
+      const double eta = elapsed / (step - start_step) * (t.steps - step);
+      const double mean_loss = window_loss / window_steps;
+      metrics.Write({{"kind", "train"},
+                     {"step", step},
+                     {"total_steps", t.steps},
+                     {"loss", mean_loss},
+                     {"grad_norm", grad_norm},
+                     {"lr", lr},
+                     {"tokens_per_second", tokens_per_second},
+                     {"elapsed_seconds", elapsed},
+                     {"eta_seconds", eta},
+                     {"rank", options.rank},
+                     {"world_size", options.world_size}});
+      if (!options.quiet) {
+        absl::FPrintF(
+            stderr, "step %d/%d | loss %.5f | grad-norm %.3f | lr %.3g | %.0f tok/s | ETA %s\n",
+            step, t.steps, mean_loss, grad_norm, lr, tokens_per_second, FormatDuration(eta));
+      }
+      window_loss = window_seconds = 0;
+      window_steps = 0;
+    }
+
+    if (leader && ((t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps)) {
+      const double rmse = ModelRmse(model, eval_batches, device);
+      result.eval_rmse = rmse;
+      last_eval = {{"kind", "eval"},
+                   {"step", step},
+                   {"eval_rmse", rmse},
+                   {"baseline_mean_rmse", baselines.mean_rmse},
+                   {"baseline_als_rmse", baselines.als_rmse},
+                   {"eval_entries", baselines.entries},
+                   {"rank", spec.matrix.r}};
+      metrics.Write(last_eval);
+      if (!options.quiet) {
+        absl::FPrintF(
+            stderr,
+            "eval step %d: masked RMSE %.4f | mean baseline %.4f | ALS rank-%d baseline %.4f\n",
+            step, rmse, baselines.mean_rmse, spec.matrix.r, baselines.als_rmse);
+      }
+    }
+
+    const bool checkpoint_due = (spec.checkpoint.every > 0 && step % spec.checkpoint.every == 0) ||
+                                step == t.steps || stopping;
+    if (leader && checkpoint_due) {
+      Json state = {{"torch_cpu_rng", CpuRngState()},
+                    {"total_steps", t.steps},
+                    {"world_size", options.world_size},
+                    {"loss", step_loss},
+                    {"last_eval", last_eval}};
+      ASSIGN_OR_RETURN(
+          result.last_checkpoint,
+          WriteCheckpoint(checkpoints_dir, step, model, optimizer, state, spec.checkpoint.keep));
+      metrics.Write({{"kind", "checkpoint"}, {"step", step}, {"path", result.last_checkpoint}});
+    }
+    if (stopping) {
+      result.stopped = true;
+      break;
+    }
+  }
+  if (leader) {
+    const double steps_run = std::max<int64_t>(result.last_step - start_step, 1);
+    data_wait = prefetcher.wait_seconds();
+    metrics.Write({{"kind", "summary"},
+                   {"step", result.last_step},
+                   {"stopped", result.stopped},
+                   {"seconds_per_step",
+                    {{"data_wait", data_wait / steps_run},
+                     {"forward", time_forward / steps_run},
+                     {"backward", time_backward / steps_run},
+                     {"optimizer", time_optimizer / steps_run}}},
+                   {"threads", threads}});
+  }
+  return result;
+}
+
+}  // namespace matbert

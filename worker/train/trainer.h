@@ -1,0 +1,35 @@
+// The training loop of `matbert-worker train` (one rank): data, forward, backward,
+// optimizer step, logging, evaluation against baselines, checkpoints, resume, and a clean
+// stop on SIGTERM. See docs/training.md for metrics.jsonl and the checkpoint layout.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/job_spec.h"
+
+namespace matbert {
+
+struct TrainOptions {
+  JobSpec spec;
+  std::string run_dir;  // holds config.toml, metrics.jsonl, checkpoints/
+  int rank = 0;         // this process's rank
+  int world_size = 1;
+  bool quiet = false;  // no per-step lines on stderr
+  // Set (e.g. by a SIGTERM handler) to stop after the current step with a checkpoint.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// What a finished (or stopped) run reports.
+struct TrainResult {
+  int64_t last_step = 0;
+  bool stopped = false;  // ended early because `stop` was set
+  double final_loss = 0;
+  double eval_rmse = 0;  // last evaluation, NaN if none
+  std::string last_checkpoint;
+};
+
+absl::StatusOr<TrainResult> Train(const TrainOptions& options);
+
+}  // namespace matbert

@@ -1,0 +1,127 @@
+#include "worker/train_command.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <cmath>
+#include <ctime>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "common/job_spec.h"
+#include "worker/exit_codes.h"
+#include "worker/train/trainer.h"
+
+namespace matbert {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnStopSignal(int signal) {
+  if (g_stop.exchange(true)) {  // a second signal: stop now
+    ::signal(signal, SIG_DFL);
+    ::raise(signal);
+  }
+}
+
+std::string UtcStamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm;
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y%m%d-%H%M%S", &tm);
+  return buf;
+}
+
+}  // namespace
+
+TrainCommand::TrainCommand(CLI::App& app) {
+  command_ = app.add_subcommand(
+      "train",
+      "Train a BertForMatrixRegression model from a job spec (one rank; alone, or under the "
+      "torchrun environment contract).\n"
+      "Any spec key can be overridden: --section.key VALUE or --set section.key=VALUE.\n"
+      "Examples:\n"
+      "  matbert-worker train --config configs/bert_matcomp_cpu.toml\n"
+      "  matbert-worker train --config configs/bert_matcomp.toml --training.steps 1000 "
+      "--matrix.prec 3\n"
+      "  matbert-worker train --config configs/bert_matcomp_cpu.toml --run-dir runs/x "
+      "--checkpoint.load_step -1   # resume");
+  command_->add_option("--config", config_, "Job spec (TOML)")->required();
+  command_->add_option("--run-dir", run_dir_,
+                       "Run directory [default: runs/<job name>-<UTC timestamp>]");
+  command_->add_option("--set", sets_, "Override: section.key=value (repeatable)");
+  command_->add_flag("-q,--quiet", quiet_, "No per-step log lines");
+  command_->allow_extras();  // --section.key value pairs
+}
+
+int TrainCommand::Run() {
+  std::vector<Override> overrides;
+  const std::vector<std::string> extras = command_->remaining();
+  for (size_t i = 0; i < extras.size(); ++i) {
+    std::string arg = extras[i];
+    if (!absl::StartsWith(arg, "--") || arg.find('.') == std::string::npos) {
+      absl::FPrintF(stderr,
+                    "matbert-worker train: unexpected argument %s (overrides are "
+                    "--section.key VALUE)\n",
+                    arg);
+      return kExitUsage;
+    }
+    std::string key = arg.substr(2), value;
+    if (size_t eq = key.find('='); eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else if (i + 1 < extras.size()) {
+      value = extras[++i];
+    } else {
+      absl::FPrintF(stderr, "matbert-worker train: %s needs a value\n", arg);
+      return kExitUsage;
+    }
+    overrides.push_back({key, value, "--" + key});
+  }
+  for (const std::string& set : sets_) {
+    auto parsed = ParseSetOverride(set);
+    if (!parsed.ok()) {
+      absl::FPrintF(stderr, "matbert-worker train: %s\n", parsed.status().message());
+      return kExitUsage;
+    }
+    overrides.push_back(*parsed);
+  }
+  absl::StatusOr<JobSpec> spec = LoadJobSpec(config_, overrides);
+  if (!spec.ok()) {
+    absl::FPrintF(stderr, "matbert-worker train: %s\n", spec.status().message());
+    return kExitUsage;
+  }
+  if (spec->checkpoint.load_step.has_value() && run_dir_.empty()) {
+    absl::FPrintF(stderr,
+                  "matbert-worker train: checkpoint.load_step needs --run-dir, the run "
+                  "whose checkpoints to resume\n");
+    return kExitUsage;
+  }
+  TrainOptions options;
+  options.spec = *spec;
+  options.run_dir = run_dir_.empty() ? "runs/" + spec->job.name + "-" + UtcStamp() : run_dir_;
+  options.quiet = quiet_;
+  options.stop = &g_stop;
+  ::signal(SIGTERM, OnStopSignal);
+  ::signal(SIGINT, OnStopSignal);
+
+  absl::FPrintF(stderr, "training %s: %d steps, run directory %s\n", spec->job.name,
+                spec->training.steps, options.run_dir);
+  absl::StatusOr<TrainResult> result = Train(options);
+  if (!result.ok()) {
+    absl::FPrintF(stderr, "matbert-worker train: %s\n", result.status().message());
+    return ExitCodeFor(result.status());
+  }
+  if (result->stopped) {
+    absl::FPrintF(stderr, "stopped by signal after step %d; checkpoint written to %s\n",
+                  result->last_step, result->last_checkpoint);
+  } else {
+    absl::FPrintF(stderr, "done: %d steps, final loss %.5f, eval masked RMSE %.4f\n",
+                  result->last_step, result->final_loss, result->eval_rmse);
+    absl::FPrintF(stderr, "checkpoint: %s\n", result->last_checkpoint);
+  }
+  return kExitOk;
+}
+
+}  // namespace matbert
