@@ -150,6 +150,7 @@ const std::vector<KeyDef>& Keys() {
         Int("matrix", "m", &J::matrix, &MatrixSection::m, 1, 4096),
         Int("matrix", "n", &J::matrix, &MatrixSection::n, 1, 4096),
         Int("matrix", "r", &J::matrix, &MatrixSection::r, 1, 4096),
+        Float("matrix", "factor_mean", &J::matrix, &MatrixSection::factor_mean, -100, 100),
         Int("matrix", "prec", &J::matrix, &MatrixSection::prec, 0, 6),
         Int("matrix", "n_sigma", &J::matrix, &MatrixSection::n_sigma, 1, 100),
         Bool("matrix", "row_sep", &J::matrix, &MatrixSection::row_sep),

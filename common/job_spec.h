@@ -44,6 +44,7 @@ struct ModelSection {
 
 struct MatrixSection {
   int m = 20, n = 20, r = 5;
+  double factor_mean = 0.0;  // U, V entries N(factor_mean, 1); 0 = standard normal
   int prec = 2;
   int n_sigma = 4;
   bool row_sep = false;

@@ -16,7 +16,7 @@ packages=(
   flatbuffers-compiler libflatbuffers-dev
   liblapacke-dev libopenblas0-openmp
   # independent implementations the tests compare against
-  python3-numpy python3-torch python3-grpcio python3-grpc-tools prometheus
+  python3-numpy python3-torch python3-toml python3-grpcio python3-grpc-tools prometheus
 )
 # Node.js 20 and npm come with the machine image; Debian's npm package conflicts with it.
 if ! command -v npm >/dev/null; then packages+=(nodejs npm); fi

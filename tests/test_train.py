@@ -130,6 +130,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker", required=True)
     parser.add_argument("--configs", required=True)
-    parser.add_argument("--learning-steps", type=int, default=600)
+    parser.add_argument("--learning-steps", type=int, default=300)
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -29,6 +29,10 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
   command_->add_option("--n-sigma", o.tokenizer.n_sigma, "Clamp values to +-n_sigma, 1..100")
       ->capture_default_str();
   command_->add_option("--seed", o.seed, "Random seed")->capture_default_str();
+  command_
+      ->add_option("--factor-mean", o.factor_mean,
+                   "Mean of the entries of U and V (standard normal: 0)")
+      ->capture_default_str();
   command_->add_flag("--row-sep", o.tokenizer.row_sep, "Insert [ROW_SEP] between matrix rows");
   command_->add_option("--shards", o.shards, "Number of Arrow files, 1..n-samples")
       ->capture_default_str();

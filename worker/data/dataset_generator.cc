@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
@@ -149,6 +150,7 @@ Json ConfigJson(const GenerateOptions& o) {
           {"n_samples", o.n_samples},
           {"seed", o.seed},
           {"distribution", "normal"},
+          {"factor_mean", o.factor_mean},
           {"normalization", "population std"},
           {"prec", o.tokenizer.prec},
           {"n_sigma", o.tokenizer.n_sigma},
@@ -212,6 +214,10 @@ absl::Status GenerateOptions::Validate() const {
   if (shards < 1 || shards > n_samples) {
     return absl::InvalidArgumentError(
         absl::StrCat("shards must be in 1..n-samples = ", n_samples, ", got ", shards));
+  }
+  if (!(std::abs(factor_mean) <= 100)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("factor-mean must be in [-100, 100], got ", factor_mean));
   }
   if (threads < 1 || threads > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("threads must be in 1..1024, got ", threads));
@@ -277,7 +283,7 @@ absl::StatusOr<GenerateResult> GenerateDataset(const GenerateOptions& options) {
   OrderedBatchSink sink(2 * threads + 4, write);
   std::atomic<int64_t> next_batch{0};
   auto work = [&] {
-    MatrixGenerator generator(options.shape, options.seed);
+    MatrixGenerator generator(options.shape, options.seed, options.factor_mean);
     std::vector<double> matrix(static_cast<size_t>(options.shape.entries()));
     while (true) {
       const int64_t index = next_batch.fetch_add(1);

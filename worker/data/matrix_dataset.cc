@@ -90,6 +90,7 @@ absl::StatusOr<MatrixDataset> MatrixDataset::Open(const std::string& dir) {
   MatrixDataset dataset(dir, *std::move(tokenizer));
   dataset.shape_ = shape;
   dataset.seed_ = seed;
+  dataset.factor_mean_ = config.value("factor_mean", 0.0);
   dataset.row_length_ = dataset.tokenizer_.SequenceLength(shape.m, shape.n);
 
   auto files = state.find("_data_files");

@@ -35,9 +35,10 @@ double MatrixStats::Get(int i) const {
   }
 }
 
-MatrixGenerator::MatrixGenerator(const MatrixShape& shape, uint64_t seed)
+MatrixGenerator::MatrixGenerator(const MatrixShape& shape, uint64_t seed, double factor_mean)
     : shape_(shape),
       seed_(seed),
+      factor_mean_(factor_mean),
       u_(static_cast<size_t>(shape.m) * shape.r),
       v_(static_cast<size_t>(shape.n) * shape.r),
       vt_(v_.size()),
@@ -47,8 +48,8 @@ MatrixGenerator::MatrixGenerator(const MatrixShape& shape, uint64_t seed)
 void MatrixGenerator::Generate(uint64_t index, std::span<double> matrix, MatrixStats* stats) {
   const int m = shape_.m, n = shape_.n, r = shape_.r;
   RandomStream rng(seed_, index);
-  for (double& x : u_) x = rng.NextNormal();  // U (m, r), row-major
-  for (double& x : v_) x = rng.NextNormal();  // V (n, r), row-major
+  for (double& x : u_) x = factor_mean_ + rng.NextNormal();  // U (m, r), row-major
+  for (double& x : v_) x = factor_mean_ + rng.NextNormal();  // V (n, r), row-major
   for (int j = 0; j < n; ++j) {
     for (int k = 0; k < r; ++k) vt_[k * n + j] = v_[j * r + k];  // Vᵀ (r, n)
   }

@@ -1,5 +1,6 @@
-// Low-rank matrix samples (DESIGN.md §2): M = U Vᵀ with U (m×r) and V (n×r) i.i.d. standard
-// normal, then M ← M / std(M) (population std; the mean is kept). Sample i depends only on
+// Low-rank matrix samples (DESIGN.md §2): M = U Vᵀ with U (m×r) and V (n×r) i.i.d. normal
+// (standard by default; N(factor_mean, 1) otherwise), then M ← M / std(M) (population std;
+// the mean is kept). Sample i depends only on
 // (seed, i), so generation can be split across threads and ranks in any way.
 #pragma once
 
@@ -40,8 +41,8 @@ struct MatrixStats {
 // Not thread-safe (holds scratch buffers); make one per thread. Cheap to construct.
 class MatrixGenerator {
  public:
-  // REQUIRES: shape.Validate().ok().
-  MatrixGenerator(const MatrixShape& shape, uint64_t seed);
+  // REQUIRES: shape.Validate().ok(). Factor entries are N(factor_mean, 1).
+  MatrixGenerator(const MatrixShape& shape, uint64_t seed, double factor_mean = 0.0);
 
   const MatrixShape& shape() const { return shape_; }
 
@@ -52,6 +53,7 @@ class MatrixGenerator {
  private:
   MatrixShape shape_;
   uint64_t seed_;
+  double factor_mean_;
   std::vector<double> u_, v_, vt_, sigma_;
   LowRankSpectrum spectrum_;
 };

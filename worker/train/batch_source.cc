@@ -53,7 +53,7 @@ class OnlineSource : public BatchSource {
         tokenizer_(TokenizerFor(spec)),
         collator_(tokenizer_, CollatorFor(spec, kTrainMasks)),
         generator_({spec.matrix.m, spec.matrix.n, spec.matrix.r},
-                   SubSeed(spec.training.seed, kTrainMatrices)) {}
+                   SubSeed(spec.training.seed, kTrainMatrices), spec.matrix.factor_mean) {}
 
   absl::StatusOr<TrainBatch> Get(const BatchKey& key) override {
     const int b = spec_.training.batch_size;
@@ -174,12 +174,14 @@ absl::StatusOr<std::unique_ptr<BatchSource>> MakeBatchSource(const JobSpec& spec
   const MatrixShape& s = dataset.shape();
   const TokenizerOptions& t = dataset.tokenizer().options();
   if (s.m != spec.matrix.m || s.n != spec.matrix.n || t.prec != spec.matrix.prec ||
-      t.n_sigma != spec.matrix.n_sigma || t.row_sep != spec.matrix.row_sep) {
+      t.n_sigma != spec.matrix.n_sigma || t.row_sep != spec.matrix.row_sep ||
+      dataset.factor_mean() != spec.matrix.factor_mean) {
     return absl::InvalidArgumentError(absl::StrCat(
         "matrix.dataset ", spec.matrix.dataset, " holds ", s.m, "x", s.n, " matrices with prec ",
         t.prec, ", n_sigma ", t.n_sigma, ", row_sep ", t.row_sep ? "true" : "false",
-        "; the spec asks for ", spec.matrix.m, "x", spec.matrix.n, ", prec ", spec.matrix.prec,
-        ", n_sigma ", spec.matrix.n_sigma, ", row_sep ", spec.matrix.row_sep ? "true" : "false"));
+        ", factor_mean ", dataset.factor_mean(), "; the spec asks for ", spec.matrix.m, "x",
+        spec.matrix.n, ", prec ", spec.matrix.prec, ", n_sigma ", spec.matrix.n_sigma, ", row_sep ",
+        spec.matrix.row_sep ? "true" : "false", ", factor_mean ", spec.matrix.factor_mean));
   }
   return std::make_unique<OfflineSource>(spec, rank, world_size, std::move(dataset));
 }
@@ -188,7 +190,7 @@ std::vector<TrainBatch> MakeEvalBatches(const JobSpec& spec) {
   const MatrixTokenizer tokenizer = TokenizerFor(spec);
   MatrixCollator collator(tokenizer, CollatorFor(spec, kEvalMasks));
   MatrixGenerator generator({spec.matrix.m, spec.matrix.n, spec.matrix.r},
-                            SubSeed(spec.training.seed, kEvalMatrices));
+                            SubSeed(spec.training.seed, kEvalMatrices), spec.matrix.factor_mean);
   const int64_t l = tokenizer.SequenceLength(spec.matrix.m, spec.matrix.n);
   std::vector<double> matrix(static_cast<size_t>(spec.matrix.m) * spec.matrix.n);
   std::vector<TrainBatch> out;
@@ -232,8 +234,12 @@ void Prefetcher::Run() {
     next_ =
         key.micro + 1 < grad_accum_ ? BatchKey{key.step, key.micro + 1} : BatchKey{key.step + 1, 0};
     lock.unlock();
+    const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<TrainBatch> batch = source_->Get(key);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     lock.lock();
+    produce_seconds_ += seconds;
     ready_.emplace_back(key, std::move(batch));
     cv_.notify_all();
   }

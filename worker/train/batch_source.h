@@ -49,6 +49,11 @@ class Prefetcher {
   absl::StatusOr<TrainBatch> Next(const BatchKey& key);
   // Seconds the caller spent waiting for data in Next() so far.
   double wait_seconds() const { return wait_seconds_; }
+  // Seconds the background thread spent building batches so far (overlapped with training).
+  double produce_seconds() {
+    std::lock_guard lock(mu_);
+    return produce_seconds_;
+  }
 
  private:
   void Run();
@@ -62,6 +67,7 @@ class Prefetcher {
   BatchKey next_;                                                      // guarded by mu_
   bool stop_ = false;                                                  // guarded by mu_
   double wait_seconds_ = 0;
+  double produce_seconds_ = 0;  // guarded by mu_
   std::thread thread_;
 };
 
