@@ -27,12 +27,22 @@ enum class Kind { kInt, kFloat, kBool, kString, kEnum };
 
 // One key of the spec: its type, allowed values, and how to read and write it.
 struct KeyDef {
+  KeyDef(std::string section_, std::string name_, Kind kind_,
+         double min_ = -std::numeric_limits<double>::infinity(),
+         double max_ = std::numeric_limits<double>::infinity(), bool min_exclusive_ = false)
+      : section(std::move(section_)),
+        name(std::move(name_)),
+        kind(kind_),
+        min(min_),
+        max(max_),
+        min_exclusive(min_exclusive_) {}
+
   std::string section;
   std::string name;
   Kind kind;
-  double min = -std::numeric_limits<double>::infinity();
-  double max = std::numeric_limits<double>::infinity();
-  bool min_exclusive = false;
+  double min;
+  double max;
+  bool min_exclusive;
   std::vector<std::string> choices;  // kEnum
   std::function<void(JobSpec&, const Value&)> set;
   std::function<Value(const JobSpec&)> get;

@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "common/job_spec.h"
 #include "worker/exit_codes.h"
-#include "worker/train/trainer.h"
+#include "worker/train/train_module.h"
 
 namespace matbert {
 namespace {
@@ -108,7 +108,12 @@ int TrainCommand::Run() {
 
   absl::FPrintF(stderr, "training %s: %d steps, run directory %s\n", spec->job.name,
                 spec->training.steps, options.run_dir);
-  absl::StatusOr<TrainResult> result = Train(options);
+  absl::StatusOr<const TrainModuleApi*> module = LoadTrainModule();
+  if (!module.ok()) {
+    absl::FPrintF(stderr, "matbert-worker train: %s\n", module.status().message());
+    return kExitFailure;
+  }
+  absl::StatusOr<TrainResult> result = (*module)->train(options);
   if (!result.ok()) {
     absl::FPrintF(stderr, "matbert-worker train: %s\n", result.status().message());
     return ExitCodeFor(result.status());

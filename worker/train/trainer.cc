@@ -132,8 +132,9 @@ std::vector<torch::optim::OptimizerParamGroup> ParamGroups(BertForMatrixRegressi
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->named_parameters()) {
     const std::string& name = p.key();
-    const bool is_norm_or_bias = name.find("LayerNorm") != std::string::npos ||
-                                 name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    const bool is_norm_or_bias =
+        name.find("LayerNorm") != std::string::npos ||
+        (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
     (is_norm_or_bias ? no_decay : decay).push_back(p.value());
   }
   auto options = [&](double wd) {
@@ -236,7 +237,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   Json last_eval;
   double window_loss = 0, window_seconds = 0;
   int64_t window_steps = 0;
-  double time_forward = 0, time_backward = 0, time_optimizer = 0, data_wait = 0;
+  double time_forward = 0, time_backward = 0, time_optimizer = 0;
   const auto run_start = Clock::now();
   model->train();
 
@@ -344,12 +345,13 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   }
   if (leader) {
     const double steps_run = std::max<int64_t>(result.last_step - start_step, 1);
-    data_wait = prefetcher.wait_seconds();
+    const double data_wait = prefetcher.wait_seconds();
     metrics.Write({{"kind", "summary"},
                    {"step", result.last_step},
                    {"stopped", result.stopped},
                    {"seconds_per_step",
                     {{"data_wait", data_wait / steps_run},
+                     {"data_produce", prefetcher.produce_seconds() / steps_run},
                      {"forward", time_forward / steps_run},
                      {"backward", time_backward / steps_run},
                      {"optimizer", time_optimizer / steps_run}}},
