@@ -62,14 +62,18 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
   value_ = register_module("value", torch::nn::Linear(o.hidden_size, o.hidden_size));
 }
 
-torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t b = x.size(0), l = x.size(1), h = x.size(2), d = h / heads_;
-  auto split = [&](const torch::Tensor& t) {  // (B, L, H) -> (B, heads, L, d)
-    return t.view({b, l, heads_, d}).transpose(1, 2);
+torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, int64_t batch) {
+  const int64_t n = x.size(0), h = x.size(1), l = n / batch, d = h / heads_;
+  // One GEMM for Q, K and V (the parameters stay separate, under their HF names).
+  torch::Tensor weight = torch::cat({query_->weight, key_->weight, value_->weight});  // (3H, H)
+  torch::Tensor bias = torch::cat({query_->bias, key_->bias, value_->bias});
+  torch::Tensor qkv = torch::addmm(bias, x, weight.t());  // (B*L, 3H)
+  auto head = [&](int64_t i) {                            // (B*L, 3H) -> (B, heads, L, d)
+    return qkv.slice(1, i * h, (i + 1) * h).view({batch, l, heads_, d}).transpose(1, 2);
   };
-  torch::Tensor ctx = compat::ScaledDotProductAttention(
-      split(query_(x)), split(key_(x)), split(value_(x)), is_training() ? dropout_ : 0.0);
-  return ctx.transpose(1, 2).reshape({b, l, h});  // (B, L, H)
+  torch::Tensor ctx =
+      compat::ScaledDotProductAttention(head(0), head(1), head(2), is_training() ? dropout_ : 0.0);
+  return ctx.transpose(1, 2).reshape({n, h});  // (B*L, H)
 }
 
 BertResidualImpl::BertResidualImpl(int64_t in, int64_t out, const BertOptions& o) {
@@ -92,7 +96,7 @@ BertLayerImpl::BertLayerImpl(const BertOptions& o) : pre_ln_(o.pre_layer_norm) {
   output_ = register_module("output", BertResidual(o.intermediate_size, o.hidden_size, o));
 }
 
-torch::Tensor BertLayerImpl::forward(torch::Tensor x) {
+torch::Tensor BertLayerImpl::forward(torch::Tensor x, int64_t batch) {
   BertResidualImpl& attn_out = *attention_->output;
   BertResidualImpl& mlp_out = *output_;
   auto mlp = [&](const torch::Tensor& t) {
@@ -100,11 +104,11 @@ torch::Tensor BertLayerImpl::forward(torch::Tensor x) {
   };
   if (pre_ln_) {
     // x + Attn(LN(x)), then x + MLP(LN(x)); the LayerNorms keep their HF names.
-    x = x + attn_out.dropout(attn_out.dense(attention_->self(attn_out.layer_norm(x))));
+    x = x + attn_out.dropout(attn_out.dense(attention_->self(attn_out.layer_norm(x), batch)));
     return x + mlp(mlp_out.layer_norm(x));
   }
   // Post-LN (BERT): LN(x + Attn(x)), then LN(x + MLP(x)).
-  x = attn_out.layer_norm(x + attn_out.dropout(attn_out.dense(attention_->self(x))));
+  x = attn_out.layer_norm(x + attn_out.dropout(attn_out.dense(attention_->self(x, batch))));
   return mlp_out.layer_norm(x + mlp(x));
 }
 
@@ -177,10 +181,12 @@ torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_id
   if (options_.row_col_embeddings) {
     x = x + row_(row_ids_.slice(0, 0, l)) + col_(col_ids_.slice(0, 0, l));
   }
-  x = embeddings_dropout_(embeddings_ln_(x));
-  for (const auto& layer : *layers_) x = layer->as<BertLayer>()->forward(x);
+  // Activations stay 2-D, (B*L, H), so every Linear is one GEMM with its bias fused in.
+  const int64_t b = input_ids.size(0);
+  x = embeddings_dropout_(embeddings_ln_(x)).view({b * l, options_.hidden_size});
+  for (const auto& layer : *layers_) x = layer->as<BertLayer>()->forward(x, b);
   if (options_.pre_layer_norm) x = final_ln_(x);
-  return regressor_(x);  // (B, L, 1)
+  return regressor_(x).view({b, l, 1});  // (B, L, 1)
 }
 
 torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels) {

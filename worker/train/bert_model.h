@@ -44,7 +44,8 @@ struct BertOptions {
 class BertSelfAttentionImpl : public torch::nn::Module {
  public:
   explicit BertSelfAttentionImpl(const BertOptions& o);
-  torch::Tensor forward(const torch::Tensor& x);  // (B, L, H) -> (B, L, H)
+  // x (B*L, H) for `batch` sequences -> (B*L, H)
+  torch::Tensor forward(const torch::Tensor& x, int64_t batch);
 
  private:
   int64_t heads_;
@@ -74,7 +75,7 @@ TORCH_MODULE(BertAttention);
 class BertLayerImpl : public torch::nn::Module {
  public:
   explicit BertLayerImpl(const BertOptions& o);
-  torch::Tensor forward(torch::Tensor x);  // (B, L, H) -> (B, L, H)
+  torch::Tensor forward(torch::Tensor x, int64_t batch);  // (B*L, H) -> (B*L, H)
 
  private:
   bool pre_ln_;

@@ -6,6 +6,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <cmath>
 #include <tuple>
 
 namespace matbert::compat {
@@ -16,8 +17,10 @@ inline at::Tensor ScaledDotProductAttention(const at::Tensor& q, const at::Tenso
 #if TORCH_VERSION_MAJOR >= 2
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p);
 #else
-  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p,
-                                                       /*need_attn_weights=*/false));
+  at::Tensor probs =
+      at::softmax(at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1))), -1);
+  if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
+  return at::matmul(probs, v);
 #endif
 }
 
