@@ -192,6 +192,9 @@ const std::vector<KeyDef>& Keys() {
         Int("training", "eval_every", &J::training, &TrainingSection::eval_every, 0, kBig),
         Int("training", "eval_samples", &J::training, &TrainingSection::eval_samples, 1, 1 << 20),
         Int("training", "threads", &J::training, &TrainingSection::threads, 0, 1024),
+        Float("training", "bucket_mb", &J::training, &TrainingSection::bucket_mb, 0, 4096, true),
+        Int("training", "collective_timeout", &J::training, &TrainingSection::collective_timeout, 1,
+            86400),
 
         Int("checkpoint", "every", &J::checkpoint, &CheckpointSection::every, 0, kBig),
         Int("checkpoint", "keep", &J::checkpoint, &CheckpointSection::keep, 1, 1000000),

@@ -70,9 +70,11 @@ struct TrainingSection {
   std::string mixed_precision = "auto";  // "auto" (bf16 on CUDA) | "no" | "bf16"
   int64_t seed = 0;
   int64_t log_every = 10;
-  int64_t eval_every = 100;  // 0 = only at the end
-  int eval_samples = 256;    // fixed held-out matrices
-  int threads = 0;           // intra-op threads per rank; 0 = cores / local ranks
+  int64_t eval_every = 100;      // 0 = only at the end
+  int eval_samples = 256;        // fixed held-out matrices
+  int threads = 0;               // intra-op threads per rank; 0 = cores / local ranks
+  double bucket_mb = 4;          // gradient all-reduce bucket size across ranks, MiB
+  int collective_timeout = 300;  // seconds a rank waits in a collective or rendezvous
 };
 
 struct CheckpointSection {

@@ -98,16 +98,30 @@ int TrainCommand::Run() {
                   "whose checkpoints to resume\n");
     return kExitUsage;
   }
+  absl::StatusOr<DistEnv> dist = ReadDistEnv();
+  if (!dist.ok()) {
+    absl::FPrintF(stderr, "matbert-worker train: %s\n", dist.status().message());
+    return kExitUsage;
+  }
+  if (dist->world_size > 1 && run_dir_.empty()) {
+    absl::FPrintF(stderr,
+                  "matbert-worker train: --run-dir is required when WORLD_SIZE > 1 "
+                  "(all ranks share it)\n");
+    return kExitUsage;
+  }
   TrainOptions options;
   options.spec = *spec;
+  options.dist = *dist;
   options.run_dir = run_dir_.empty() ? "runs/" + spec->job.name + "-" + UtcStamp() : run_dir_;
   options.quiet = quiet_;
   options.stop = &g_stop;
   ::signal(SIGTERM, OnStopSignal);
   ::signal(SIGINT, OnStopSignal);
 
-  absl::FPrintF(stderr, "training %s: %d steps, run directory %s\n", spec->job.name,
-                spec->training.steps, options.run_dir);
+  if (dist->rank == 0) {
+    absl::FPrintF(stderr, "training %s: %d steps, run directory %s\n", spec->job.name,
+                  spec->training.steps, options.run_dir);
+  }
   absl::StatusOr<const TrainModuleApi*> module = LoadTrainModule();
   if (!module.ok()) {
     absl::FPrintF(stderr, "matbert-worker train: %s\n", module.status().message());
@@ -118,6 +132,7 @@ int TrainCommand::Run() {
     absl::FPrintF(stderr, "matbert-worker train: %s\n", result.status().message());
     return ExitCodeFor(result.status());
   }
+  if (dist->rank != 0) return kExitOk;  // rank 0 reports for the job
   if (result->stopped) {
     absl::FPrintF(stderr, "stopped by signal after step %d; checkpoint written to %s\n",
                   result->last_step, result->last_checkpoint);

@@ -189,10 +189,14 @@ torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_id
   return regressor_(x).view({b, l, 1});  // (B, L, 1)
 }
 
-torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels) {
+torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels) {
   torch::Tensor valid = ~torch::isnan(labels);  // (B, L)
   torch::Tensor diff = logits.squeeze(-1).to(torch::kFloat32) - torch::nan_to_num(labels, 0.0);
-  return (diff.square() * valid).sum() / valid.sum().clamp_min(1);
+  return (diff.square() * valid).sum();
+}
+
+torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return MaskedSquaredErrorSum(logits, labels) / (~torch::isnan(labels)).sum().clamp_min(1);
 }
 
 }  // namespace matbert

@@ -111,5 +111,7 @@ TORCH_MODULE(BertForMatrixRegression);
 
 // Mean squared error over positions whose label is not NaN. logits (B, L, 1), labels (B, L).
 torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels);
+// The sum of those squared errors (the numerator of MaskedMseLoss).
+torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels);
 
 }  // namespace matbert

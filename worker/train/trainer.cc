@@ -30,6 +30,7 @@
 #include "worker/train/batch_source.h"
 #include "worker/train/bert_model.h"
 #include "worker/train/checkpoint.h"
+#include "worker/train/distributed.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/torch_compat.h"
 
@@ -182,20 +183,22 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const JobSpec& spec = options.spec;
   const TrainingSection& t = spec.training;
-  const bool leader = options.rank == 0;
+  const DistEnv& dist = options.dist;
+  const bool leader = dist.rank == 0;
   const std::string checkpoints_dir = options.run_dir + "/checkpoints";
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_dir, ec);
   if (ec) return ErrnoStatus(ec.value(), "cannot create run directory", checkpoints_dir);
   if (leader) RETURN_IF_ERROR(WriteFileAtomically(options.run_dir + "/config.toml", spec.ToToml()));
 
-  const int threads =
-      t.threads > 0
-          ? t.threads
-          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / options.world_size);
+  const int threads = t.threads > 0
+                          ? t.threads
+                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                            dist.local_world_size);
   at::set_num_threads(threads);
   const bool cuda = torch::cuda::is_available();
-  const torch::Device device = cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  const torch::Device device =
+      cuda ? torch::Device(torch::kCUDA, dist.local_rank) : torch::Device(torch::kCPU);
   const bool bf16 = cuda ? t.mixed_precision != "no" : t.mixed_precision == "bf16";
   if (bf16 && !cuda) {
     return absl::InvalidArgumentError(
@@ -225,25 +228,45 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     if (leader) absl::FPrintF(stderr, "resuming from %s (step %d)\n", dir, start_step);
   }
 
+  // Data parallelism: every rank starts from rank 0's parameters and averages gradients.
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<GradientBuckets> buckets;
+  if (dist.world_size > 1) {
+    if (cuda) {
+      return absl::UnimplementedError(
+          "multi-rank training on CUDA (NCCL) is not built yet; "
+          "use one rank per job on GPUs for now");
+    }
+    ASSIGN_OR_RETURN(comm, Communicator::Connect(dist, std::chrono::seconds(t.collective_timeout)));
+    std::vector<torch::Tensor> params = model->parameters();
+    RETURN_IF_ERROR(comm->Broadcast(params, "broadcast of rank 0's parameters", start_step));
+    buckets = std::make_unique<GradientBuckets>(
+        params, static_cast<int64_t>(t.bucket_mb * (1 << 20)), comm.get());
+    if (leader) {
+      absl::FPrintF(stderr, "%d ranks joined at %s:%d (Gloo)\n", dist.world_size, dist.master_addr,
+                    dist.master_port);
+    }
+  }
+
   std::vector<TrainBatch> eval_batches = MakeEvalBatches(spec);
   const EvalResult baselines = Baselines(spec, eval_batches);
   ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> source,
-                   MakeBatchSource(spec, options.rank, options.world_size));
+                   MakeBatchSource(spec, dist.rank, dist.world_size));
   Prefetcher prefetcher(std::move(source), {start_step + 1, 0}, t.grad_accum);
-  MetricsLog metrics(options.run_dir + "/metrics.jsonl");
+  MetricsLog metrics(leader ? options.run_dir + "/metrics.jsonl" : "/dev/null");
   if (!metrics.ok())
     return absl::InternalError(
         absl::StrCat("cannot append to ", options.run_dir, "/metrics.jsonl"));
   if (cuda && bf16) compat::SetCudaAutocastBf16(true);
 
   const int64_t tokens_per_step =
-      int64_t{t.batch_size} * spec.SequenceLength() * t.grad_accum * options.world_size;
+      int64_t{t.batch_size} * spec.SequenceLength() * t.grad_accum * dist.world_size;
   TrainResult result;
   result.eval_rmse = std::numeric_limits<double>::quiet_NaN();
   Json last_eval;
   double window_loss = 0, window_seconds = 0;
   int64_t window_steps = 0;
-  double time_forward = 0, time_backward = 0, time_optimizer = 0;
+  double time_forward = 0, time_backward = 0, time_optimizer = 0, time_exposed_comm = 0;
   const auto run_start = Clock::now();
   model->train();
 
@@ -254,17 +277,32 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     }
     optimizer.zero_grad();
-    double step_loss = 0;
+    if (comm) comm->Heartbeat(step);
+    double step_loss = 0;  // this rank's share of the global mean loss
     for (int micro = 0; micro < t.grad_accum; ++micro) {
       ASSIGN_OR_RETURN(TrainBatch batch, prefetcher.Next({step, micro}));
+      // Normalise by the masked entries of all ranks, so that averaging gradients over
+      // ranks gives exactly the gradient of the global mean.
+      torch::Tensor count = (~torch::isnan(batch.labels)).sum().to(torch::kFloat64).view({1});
+      if (comm) {
+        std::vector<torch::Tensor> counts{count};
+        RETURN_IF_ERROR(comm->AllReduceSum(counts, "all-reduce of loss counts", step));
+      }
+      const double global_count = std::max(count.item<double>(), 1.0);
+      if (buckets && micro == t.grad_accum - 1) buckets->Arm();
       const auto forward_start = Clock::now();
       torch::Tensor logits = model->forward(batch.input_ids.to(device));  // (B, L, 1)
-      torch::Tensor loss = MaskedMseLoss(logits, batch.labels.to(device)) / t.grad_accum;
+      torch::Tensor loss =
+          MaskedSquaredErrorSum(logits, batch.labels.to(device)) / global_count / t.grad_accum;
       const auto backward_start = Clock::now();
-      loss.backward();
+      (loss * dist.world_size).backward();
       step_loss += loss.item<double>();
       time_forward += Seconds(forward_start, backward_start);
       time_backward += Seconds(backward_start, Clock::now());
+    }
+    if (buckets) {
+      ASSIGN_OR_RETURN(const double waited, buckets->Finish(step));
+      time_exposed_comm += waited;
     }
     const auto optimizer_start = Clock::now();
     const double max_norm =
@@ -273,6 +311,16 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     optimizer.step();
     if (cuda && bf16) at::autocast::clear_cache();
     time_optimizer += Seconds(optimizer_start, Clock::now());
+    bool stopping = options.stop != nullptr && options.stop->load();
+    if (comm) {
+      // One small all-reduce per step: the global loss, and whether any rank was asked to
+      // stop, so that all ranks stop after the same step.
+      torch::Tensor agree = torch::tensor({step_loss, stopping ? 1.0 : 0.0}, torch::kFloat64);
+      std::vector<torch::Tensor> tensors{agree};
+      RETURN_IF_ERROR(comm->AllReduceSum(tensors, "all-reduce of loss and stop flag", step));
+      step_loss = agree[0].item<double>();
+      stopping = agree[1].item<double>() > 0;
+    }
     if (!std::isfinite(step_loss)) {
       return absl::InternalError(absl::StrCat("training diverged at step ", step, ": loss is ",
                                               step_loss,
@@ -285,7 +333,6 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     result.last_step = step;
     result.final_loss = step_loss;
 
-    const bool stopping = options.stop != nullptr && options.stop->load();
     if (leader && (step % t.log_every == 0 || step == t.steps || stopping)) {
       const double elapsed = Seconds(run_start, Clock::now());
       const double tokens_per_second =
@@ -301,8 +348,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                      {"tokens_per_second", tokens_per_second},
                      {"elapsed_seconds", elapsed},
                      {"eta_seconds", eta},
-                     {"rank", options.rank},
-                     {"world_size", options.world_size}});
+                     {"rank", dist.rank},
+                     {"world_size", dist.world_size}});
       if (!options.quiet) {
         absl::FPrintF(
             stderr, "step %d/%d | loss %.5f | grad-norm %.3f | lr %.3g | %.0f tok/s | ETA %s\n",
@@ -336,7 +383,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     if (leader && checkpoint_due) {
       Json state = {{"torch_cpu_rng", CpuRngState()},
                     {"total_steps", t.steps},
-                    {"world_size", options.world_size},
+                    {"world_size", dist.world_size},
                     {"loss", step_loss},
                     {"last_eval", last_eval}};
       ASSIGN_OR_RETURN(
@@ -360,7 +407,9 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                      {"data_produce", prefetcher.produce_seconds() / steps_run},
                      {"forward", time_forward / steps_run},
                      {"backward", time_backward / steps_run},
-                     {"optimizer", time_optimizer / steps_run}}},
+                     {"optimizer", time_optimizer / steps_run},
+                     {"allreduce_exposed", time_exposed_comm / steps_run}}},
+                   {"world_size", dist.world_size},
                    {"threads", threads}});
   }
   return result;

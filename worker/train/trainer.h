@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/dist_env.h"
 #include "common/job_spec.h"
 
 namespace matbert {
@@ -14,9 +15,8 @@ namespace matbert {
 struct TrainOptions {
   JobSpec spec;
   std::string run_dir;  // holds config.toml, metrics.jsonl, checkpoints/
-  int rank = 0;         // this process's rank
-  int world_size = 1;
-  bool quiet = false;  // no per-step lines on stderr
+  DistEnv dist;         // rank, world size and rendezvous point (torchrun variables)
+  bool quiet = false;   // no per-step lines on stderr
   // Set (e.g. by a SIGTERM handler) to stop after the current step with a checkpoint.
   const std::atomic<bool>* stop = nullptr;
 };

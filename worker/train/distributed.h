@@ -1,0 +1,101 @@
+// Data parallelism across ranks (DESIGN.md §6): the torchrun environment contract, a
+// rendezvous through c10d's TCPStore that names the ranks that never arrived, a Gloo
+// process group, gradient buckets all-reduced while backward still runs, and failures
+// that name the collective, the step and the peers that fell behind.
+#pragma once
+
+#include <torch/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/dist_env.h"
+
+namespace c10d {
+class ProcessGroup;
+class Store;
+class Work;
+}  // namespace c10d
+
+namespace matbert {
+
+class Communicator {
+ public:
+  // Rendezvous of all ranks at MASTER_ADDR:MASTER_PORT (rank 0 hosts the store), then a Gloo
+  // process group. Collectives fail after `timeout`.
+  static absl::StatusOr<std::unique_ptr<Communicator>> Connect(const DistEnv& env,
+                                                               std::chrono::seconds timeout);
+  ~Communicator();
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+
+  // Records that this rank reached `step` (read back when a collective fails).
+  void Heartbeat(int64_t step);
+
+  // Ranks whose liveness counter stopped advancing (a background thread of every rank
+  // bumps its counter in the store twice a second). Takes about 1.5 s.
+  std::vector<int> DeadPeers();
+
+  // Blocking collectives; a failure names `what` and `step` and the lagging peers.
+  absl::Status Broadcast(std::vector<torch::Tensor>& tensors, const std::string& what,
+                         int64_t step);
+  absl::Status AllReduceSum(std::vector<torch::Tensor>& tensors, const std::string& what,
+                            int64_t step);
+
+  // Starts an all-reduce (sum) of `tensor` and returns its handle for Wait().
+  c10::intrusive_ptr<c10d::Work> AllReduceAsync(torch::Tensor& tensor);
+  absl::Status Wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what,
+                    int64_t step);
+
+ private:
+  Communicator(DistEnv env, c10::intrusive_ptr<c10d::Store> store,
+               c10::intrusive_ptr<c10d::ProcessGroup> group);
+  absl::Status Failure(const std::string& what, int64_t step, const std::string& cause);
+
+  DistEnv env_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  std::atomic<bool> stop_alive_{false};
+  std::thread alive_thread_;
+};
+
+// Averages gradients across ranks in buckets of about `bucket_bytes`, launched from autograd
+// hooks as soon as every gradient of a bucket is ready, so communication overlaps the rest
+// of backward. Buckets hold parameters in reverse order, the order backward produces them.
+class GradientBuckets {
+ public:
+  GradientBuckets(std::vector<torch::Tensor> params, int64_t bucket_bytes, Communicator* comm);
+  ~GradientBuckets();
+
+  // Call before the last micro-step's backward: its hooks then fill and launch buckets.
+  void Arm();
+  // After that backward: launches what is left, waits for everything, and replaces each
+  // parameter's .grad with the average over ranks. Returns seconds spent waiting.
+  absl::StatusOr<double> Finish(int64_t step);
+
+ private:
+  struct Bucket {
+    torch::Tensor flat;            // concatenated gradients
+    std::vector<size_t> params;    // indices into params_
+    std::vector<int64_t> offsets;  // element offset of each parameter in flat
+    size_t ready = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  void OnGradient(size_t param, const torch::Tensor& grad);
+  void Launch(Bucket& bucket);
+
+  std::vector<torch::Tensor> params_;
+  std::vector<std::pair<size_t, size_t>> where_;  // param -> (bucket, slot)
+  std::vector<bool> seen_;
+  std::vector<Bucket> buckets_;
+  Communicator* comm_;
+  bool armed_ = false;
+};
+
+}  // namespace matbert
