@@ -57,7 +57,8 @@ std::vector<int> Communicator::DeadPeers() {
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Connect(const DistEnv& env,
-                                                                    std::chrono::seconds timeout) {
+                                                                    std::chrono::seconds timeout,
+                                                                    int nccl_device) {
   const std::string where = absl::StrCat(env.master_addr, ":", env.master_port);
   c10::intrusive_ptr<c10d::Store> store;
   try {
@@ -98,7 +99,21 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Connect(const DistEn
     options->threads = 2;
     auto group =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);
-    return std::unique_ptr<Communicator>(new Communicator(env, store, group));
+    std::unique_ptr<Communicator> comm(new Communicator(env, store, group));
+    if (nccl_device >= 0) {
+      const std::string key = absl::StrCat(kPrefix, "nccl_id");
+      if (env.rank == 0) {
+        absl::StatusOr<std::string> id = NcclComm::NewUniqueId();
+        if (!id.ok()) return id.status();
+        store->set(key, std::vector<uint8_t>(id->begin(), id->end()));
+      }
+      std::vector<uint8_t> id = store->get(key);  // waits for rank 0, up to the timeout
+      absl::StatusOr<std::unique_ptr<NcclComm>> nccl = NcclComm::Create(
+          env.rank, env.world_size, nccl_device, std::string(id.begin(), id.end()));
+      if (!nccl.ok()) return nccl.status();
+      comm->nccl_ = *std::move(nccl);
+    }
+    return comm;
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("rank ", env.rank, ": cannot form the Gloo process group: ", e.what()));
@@ -153,7 +168,7 @@ absl::Status Communicator::Broadcast(std::vector<torch::Tensor>& tensors, const 
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> flat_parts;
   for (const torch::Tensor& t : tensors) flat_parts.push_back(t.detach().reshape(-1));
-  std::vector<torch::Tensor> flat{torch::cat(flat_parts)};
+  std::vector<torch::Tensor> flat{torch::cat(flat_parts).to(torch::kCPU)};  // Gloo: CPU
   try {
     RETURN_IF_ERROR(Wait(group_->broadcast(flat), what, step));
   } catch (const c10::Error& e) {
@@ -193,7 +208,7 @@ GradientBuckets::GradientBuckets(std::vector<torch::Tensor> params, int64_t buck
   int64_t elements = 0;
   auto close = [&] {
     if (current.params.empty()) return;
-    current.flat = torch::zeros({elements}, torch::kFloat32);
+    current.flat = torch::zeros({elements}, params_[current.params[0]].options());
     buckets_.push_back(std::move(current));
     current = Bucket();
     elements = 0;
@@ -219,6 +234,7 @@ void GradientBuckets::Arm() {
   for (Bucket& b : buckets_) {
     b.ready = 0;
     b.work.reset();
+    b.launched = false;
   }
 }
 
@@ -235,14 +251,22 @@ void GradientBuckets::OnGradient(size_t param, const torch::Tensor& grad) {
   if (++bucket.ready == bucket.params.size()) Launch(bucket);
 }
 
-void GradientBuckets::Launch(Bucket& bucket) { bucket.work = comm_->AllReduceAsync(bucket.flat); }
+void GradientBuckets::Launch(Bucket& bucket) {
+  bucket.launched = true;
+  if (NcclComm* nccl = comm_->nccl()) {
+    // Enqueued behind the kernels that wrote the bucket; a failure shows in Finish().
+    launch_status_.Update(nccl->AllReduceSumFloat(bucket.flat.data_ptr(), bucket.flat.numel()));
+  } else {
+    bucket.work = comm_->AllReduceAsync(bucket.flat);
+  }
+}
 
 absl::StatusOr<double> GradientBuckets::Finish(int64_t step) {
   armed_ = false;
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   for (Bucket& bucket : buckets_) {
-    if (bucket.work) continue;
+    if (bucket.launched) continue;
     // Parameters that got no gradient this step (unused) contribute zeros.
     for (size_t slot = 0; slot < bucket.params.size(); ++slot) {
       const size_t p = bucket.params[slot];
@@ -257,9 +281,17 @@ absl::StatusOr<double> GradientBuckets::Finish(int64_t step) {
     Launch(bucket);
   }
   const double world = comm_->world_size();
+  if (!launch_status_.ok()) {
+    absl::Status s = launch_status_;
+    launch_status_ = absl::OkStatus();
+    return absl::UnavailableError(
+        absl::StrCat("all-reduce of gradients at step ", step, " failed: ", s.message()));
+  }
   for (Bucket& bucket : buckets_) {
-    if (absl::Status s = comm_->Wait(bucket.work, "all-reduce of gradients", step); !s.ok()) {
-      return s;
+    if (bucket.work) {
+      if (absl::Status s = comm_->Wait(bucket.work, "all-reduce of gradients", step); !s.ok()) {
+        return s;
+      }
     }
     for (size_t slot = 0; slot < bucket.params.size(); ++slot) {
       torch::Tensor& p = params_[bucket.params[slot]];

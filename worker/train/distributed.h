@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/dist_env.h"
+#include "worker/train/nccl_comm.h"
 
 namespace c10d {
 class ProcessGroup;
@@ -27,12 +28,16 @@ namespace matbert {
 class Communicator {
  public:
   // Rendezvous of all ranks at MASTER_ADDR:MASTER_PORT (rank 0 hosts the store), then a Gloo
-  // process group. Collectives fail after `timeout`.
+  // process group (CPU tensors) and, when `nccl_device` >= 0, an NCCL communicator on that
+  // CUDA device for gradients. Collectives fail after `timeout`.
   static absl::StatusOr<std::unique_ptr<Communicator>> Connect(const DistEnv& env,
-                                                               std::chrono::seconds timeout);
+                                                               std::chrono::seconds timeout,
+                                                               int nccl_device = -1);
   ~Communicator();
 
   int rank() const { return env_.rank; }
+  // The NCCL communicator, or null for CPU ranks.
+  NcclComm* nccl() const { return nccl_.get(); }
   int world_size() const { return env_.world_size; }
 
   // Records that this rank reached `step` (read back when a collective fails).
@@ -61,6 +66,7 @@ class Communicator {
   DistEnv env_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  std::unique_ptr<NcclComm> nccl_;
   std::atomic<bool> stop_alive_{false};
   std::thread alive_thread_;
 };
@@ -85,7 +91,8 @@ class GradientBuckets {
     std::vector<size_t> params;    // indices into params_
     std::vector<int64_t> offsets;  // element offset of each parameter in flat
     size_t ready = 0;
-    c10::intrusive_ptr<c10d::Work> work;
+    c10::intrusive_ptr<c10d::Work> work;  // Gloo; NCCL work is ordered on the CUDA stream
+    bool launched = false;
   };
   void OnGradient(size_t param, const torch::Tensor& grad);
   void Launch(Bucket& bucket);
@@ -96,6 +103,7 @@ class GradientBuckets {
   std::vector<Bucket> buckets_;
   Communicator* comm_;
   bool armed_ = false;
+  absl::Status launch_status_;  // first NCCL enqueue failure of this step
 };
 
 }  // namespace matbert

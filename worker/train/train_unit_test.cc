@@ -15,6 +15,7 @@
 #include "worker/train/checkpoint.h"
 #include "worker/train/collator.h"
 #include "worker/train/lr_schedule.h"
+#include "worker/train/nccl_comm.h"
 #include "worker/train/safetensors.h"
 
 namespace matbert {
@@ -187,6 +188,34 @@ TEST(CheckpointTest, MissingCheckpointsAreErrorsNamingTheDirectory) {
   EXPECT_NE(std::string(loaded.status().message()).find("step-0000012/trainer_state.json"),
             std::string::npos)
       << loaded.status();
+}
+
+}  // namespace
+}  // namespace matbert
+
+namespace matbert {
+namespace {
+
+// The NCCL path is compiled wherever CUDA and NCCL are installed; on a host without a GPU
+// it must fail cleanly, naming CUDA or NCCL, rather than crash.
+TEST(NcclCommTest, FailsCleanlyWithoutAGpu) {
+  if (!NcclCompiledIn()) {
+    EXPECT_EQ(NcclComm::NewUniqueId().status().code(), absl::StatusCode::kUnimplemented);
+    return;
+  }
+  auto id = NcclComm::NewUniqueId();
+  if (!id.ok()) {
+    EXPECT_NE(std::string(id.status().message()).find("NCCL"), std::string::npos) << id.status();
+    return;
+  }
+  EXPECT_EQ(id->size(), 128u);
+  auto comm = NcclComm::Create(0, 1, 0, *id);
+  if (!comm.ok()) {
+    const std::string message(comm.status().message());
+    EXPECT_TRUE(message.find("CUDA") != std::string::npos ||
+                message.find("NCCL") != std::string::npos)
+        << message;
+  }
 }
 
 }  // namespace

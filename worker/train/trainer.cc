@@ -232,19 +232,20 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<GradientBuckets> buckets;
   if (dist.world_size > 1) {
-    if (cuda) {
-      return absl::UnimplementedError(
-          "multi-rank training on CUDA (NCCL) is not built yet; "
-          "use one rank per job on GPUs for now");
+    if (cuda && !NcclCompiledIn()) {
+      return absl::FailedPreconditionError(
+          "multi-rank CUDA training needs NCCL, which this build did not find; rebuild with "
+          "the CUDA toolkit and NCCL installed");
     }
-    ASSIGN_OR_RETURN(comm, Communicator::Connect(dist, std::chrono::seconds(t.collective_timeout)));
+    ASSIGN_OR_RETURN(comm, Communicator::Connect(dist, std::chrono::seconds(t.collective_timeout),
+                                                 cuda ? dist.local_rank : -1));
     std::vector<torch::Tensor> params = model->parameters();
     RETURN_IF_ERROR(comm->Broadcast(params, "broadcast of rank 0's parameters", start_step));
     buckets = std::make_unique<GradientBuckets>(
         params, static_cast<int64_t>(t.bucket_mb * (1 << 20)), comm.get());
     if (leader) {
-      absl::FPrintF(stderr, "%d ranks joined at %s:%d (Gloo)\n", dist.world_size, dist.master_addr,
-                    dist.master_port);
+      absl::FPrintF(stderr, "%d ranks joined at %s:%d (%s)\n", dist.world_size, dist.master_addr,
+                    dist.master_port, cuda ? "NCCL for gradients" : "Gloo");
     }
   }
 
