@@ -62,6 +62,15 @@ def records(run_dir, kind):
         return [r for r in map(json.loads, f) if r["kind"] == kind]
 
 
+def wait_for_first_step(run_dir, timeout=60):
+    """Returns once rank 0 has logged a training step (or the timeout passed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(os.path.join(run_dir, "metrics.jsonl")) and records(run_dir, "train"):
+            return
+        time.sleep(0.1)
+
+
 def weights(run_dir, step):
     path = os.path.join(run_dir, "checkpoints", f"step-{step:07d}", "model.safetensors")
     return bert_reference.read_safetensors(path)[0]
@@ -110,11 +119,7 @@ class DistributedTest(unittest.TestCase):
     def test_sigkill_of_a_rank_stops_the_other_naming_it(self):
         run = os.path.join(self.root, "run")
         procs = start_ranks(run, 2, "--training.steps", "100000")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if os.path.exists(os.path.join(run, "metrics.jsonl")) and records(run, "train"):
-                break
-            time.sleep(0.1)
+        wait_for_first_step(run)
         procs[1].send_signal(signal.SIGKILL)
         start = time.time()
         _, err = procs[0].communicate(timeout=60)
@@ -127,11 +132,7 @@ class DistributedTest(unittest.TestCase):
     def test_sigterm_on_one_rank_stops_all_with_one_checkpoint(self):
         run = os.path.join(self.root, "run")
         procs = start_ranks(run, 2, "--training.steps", "100000", "--checkpoint.every", "0")
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if os.path.exists(os.path.join(run, "metrics.jsonl")) and records(run, "train"):
-                break
-            time.sleep(0.1)
+        wait_for_first_step(run)
         procs[1].send_signal(signal.SIGTERM)
         for rc, err in self.wait_all(procs, timeout=60):
             self.assertEqual(rc, 0, err)
