@@ -17,7 +17,7 @@ constexpr char kPrefix[] = "matbert/";
 }  // namespace
 
 Communicator::Communicator(DistEnv env, c10::intrusive_ptr<c10d::Store> store,
-                           c10::intrusive_ptr<c10d::ProcessGroup> group)
+                           c10::intrusive_ptr<c10d::ProcessGroupGloo> group)
     : env_(std::move(env)), store_(std::move(store)), group_(std::move(group)) {
   alive_thread_ = std::thread([this] {
     const std::string key = absl::StrCat(kPrefix, "alive/", env_.rank);

@@ -18,7 +18,7 @@
 #include "worker/train/nccl_comm.h"
 
 namespace c10d {
-class ProcessGroup;
+class ProcessGroupGloo;
 class Store;
 class Work;
 }  // namespace c10d
@@ -60,12 +60,14 @@ class Communicator {
 
  private:
   Communicator(DistEnv env, c10::intrusive_ptr<c10d::Store> store,
-               c10::intrusive_ptr<c10d::ProcessGroup> group);
+               c10::intrusive_ptr<c10d::ProcessGroupGloo> group);
   absl::Status Failure(const std::string& what, int64_t step, const std::string& cause);
 
   DistEnv env_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  // The concrete type: from LibTorch 2.0 on, ProcessGroupGloo is a c10d::Backend rather than a
+  // c10d::ProcessGroup, and its collectives have the same signatures in both.
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
   std::unique_ptr<NcclComm> nccl_;
   std::atomic<bool> stop_alive_{false};
   std::thread alive_thread_;
