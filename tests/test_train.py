@@ -115,6 +115,22 @@ class TrainTest(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(weights, result.stderr)
 
+    def test_offline_dataset_trains_and_mismatches_are_refused(self):
+        data = os.path.join(self.root, "data")
+        subprocess.run([ARGS.worker, "generate", "--m", "6", "--n", "6", "--r", "2",
+                        "--n-samples", "1500", "--shards", "2", "--output-dir", data, "--quiet"],
+                       check=True, capture_output=True)
+        run = os.path.join(self.root, "offline")
+        train("bert_matcomp_cpu.toml", run, *TINY, "--training.steps", "6",
+              "--matrix.factor_mean", "0", "--matrix.dataset", data)
+        self.assertEqual([r["step"] for r in records(run, "train")], list(range(1, 7)))
+        # A spec that does not match the dataset is refused, naming both.
+        result = train("bert_matcomp_cpu.toml", os.path.join(self.root, "bad"), *TINY,
+                       "--matrix.factor_mean", "0", "--matrix.dataset", data,
+                       "--matrix.prec", "1", check=False)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn(f"matrix.dataset {data} holds 6x6 matrices with prec 2", result.stderr)
+
     def test_cpu_config_learns(self):
         run = os.path.join(self.root, "learn")
         train("bert_matcomp_cpu.toml", run, "--training.steps", str(ARGS.learning_steps),

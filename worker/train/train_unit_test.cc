@@ -4,9 +4,12 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "worker/data/dataset_generator.h"
+#include "worker/data/matrix_dataset.h"
 #include "worker/data/matrix_generator.h"
 #include "worker/data/random.h"
 #include "worker/train/als_baseline.h"
@@ -216,6 +219,54 @@ TEST(NcclCommTest, FailsCleanlyWithoutAGpu) {
                 message.find("NCCL") != std::string::npos)
         << message;
   }
+}
+
+}  // namespace
+}  // namespace matbert
+
+namespace matbert {
+namespace {
+
+// One epoch of an offline dataset visits every row exactly once, in a shuffled order.
+TEST(OfflineSourceTest, AnEpochIsAPermutationOfTheRows) {
+  GenerateOptions gen;
+  gen.shape = {4, 3, 2};
+  gen.n_samples = 1250;  // 2 shards: batches of 625 rows
+  gen.shards = 2;
+  gen.output_dir = ::testing::TempDir() + "offline_source_test";
+  gen.overwrite = true;
+  gen.progress = ProgressBar::Mode::kQuiet;
+  ASSERT_TRUE(GenerateDataset(gen).ok());
+  JobSpec spec = SmallSpec();
+  spec.matrix.m = 4;
+  spec.matrix.n = 3;
+  spec.matrix.row_sep = false;
+  spec.matrix.dataset = gen.output_dir;
+  spec.training.batch_size = 50;
+  auto source = MakeBatchSource(spec, 0, 1);
+  ASSERT_TRUE(source.ok()) << source.status();
+  std::map<double, int> seen;  // first entry of each row -> times seen
+  std::vector<double> order;
+  for (int64_t step = 1; step <= 25; ++step) {
+    auto batch = (*source)->Get({step, 0});
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    for (int64_t i = 0; i < 50; ++i) {
+      const double first = batch->values[i][1].item<double>();
+      ++seen[first];
+      order.push_back(first);
+    }
+  }
+  auto dataset = MatrixDataset::Open(gen.output_dir);
+  ASSERT_TRUE(dataset.ok());
+  std::vector<double> in_file;
+  ASSERT_TRUE(dataset
+                  ->ForEachRow([&](int64_t, std::span<const int32_t>, std::span<const double> v) {
+                    in_file.push_back(v[1]);
+                  })
+                  .ok());
+  ASSERT_EQ(seen.size(), 1250u);
+  for (double v : in_file) EXPECT_EQ(seen[v], 1);
+  EXPECT_NE(order, in_file);  // shuffled
 }
 
 }  // namespace
