@@ -249,8 +249,13 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     }
   }
 
-  std::vector<TrainBatch> eval_batches = MakeEvalBatches(spec);
-  const EvalResult baselines = Baselines(spec, eval_batches);
+  // Only rank 0 evaluates; the baselines are fitted once, since the eval set is fixed.
+  std::vector<TrainBatch> eval_batches;
+  EvalResult baselines;
+  if (leader) {
+    eval_batches = MakeEvalBatches(spec);
+    baselines = Baselines(spec, eval_batches);
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> source,
                    MakeBatchSource(spec, dist.rank, dist.world_size));
   Prefetcher prefetcher(std::move(source), {start_step + 1, 0}, t.grad_accum);
