@@ -11,20 +11,9 @@ namespace matbert {
 
 BertOptions BertOptions::FromSpec(const JobSpec& spec) {
   BertOptions o;
-  const ModelSection& m = spec.model;
+  o.model = spec.model;
+  o.model.arch.clear();  // resolved: every key is in `model`
   o.vocab_size = spec.VocabSize();
-  o.hidden_size = m.hidden_size;
-  o.num_hidden_layers = m.num_hidden_layers;
-  o.num_attention_heads = m.num_attention_heads;
-  o.intermediate_size = m.intermediate_size;
-  o.max_position_embeddings = m.max_position_embeddings;
-  o.type_vocab_size = m.type_vocab_size;
-  o.hidden_dropout_prob = m.hidden_dropout_prob;
-  o.attention_probs_dropout_prob = m.attention_probs_dropout_prob;
-  o.layer_norm_eps = m.layer_norm_eps;
-  o.initializer_range = m.initializer_range;
-  o.pre_layer_norm = m.layer_norm_position == "pre";
-  o.row_col_embeddings = m.position_embedding_type == "absolute_2d";
   o.m = spec.matrix.m;
   o.n = spec.matrix.n;
   o.row_sep = spec.matrix.row_sep;
@@ -35,20 +24,20 @@ nlohmann::json BertOptions::ToConfigJson() const {
   return {{"architectures", {"BertForMatrixRegression"}},
           {"model_type", "bert"},
           {"vocab_size", vocab_size},
-          {"hidden_size", hidden_size},
-          {"num_hidden_layers", num_hidden_layers},
-          {"num_attention_heads", num_attention_heads},
-          {"intermediate_size", intermediate_size},
+          {"hidden_size", model.hidden_size},
+          {"num_hidden_layers", model.num_hidden_layers},
+          {"num_attention_heads", model.num_attention_heads},
+          {"intermediate_size", model.intermediate_size},
           {"hidden_act", "gelu"},
-          {"hidden_dropout_prob", hidden_dropout_prob},
-          {"attention_probs_dropout_prob", attention_probs_dropout_prob},
-          {"max_position_embeddings", max_position_embeddings},
-          {"type_vocab_size", type_vocab_size},
-          {"initializer_range", initializer_range},
-          {"layer_norm_eps", layer_norm_eps},
+          {"hidden_dropout_prob", model.hidden_dropout_prob},
+          {"attention_probs_dropout_prob", model.attention_probs_dropout_prob},
+          {"max_position_embeddings", model.max_position_embeddings},
+          {"type_vocab_size", model.type_vocab_size},
+          {"initializer_range", model.initializer_range},
+          {"layer_norm_eps", model.layer_norm_eps},
           {"pad_token_id", 0},
-          {"position_embedding_type", row_col_embeddings ? "absolute_2d" : "absolute"},
-          {"layer_norm_position", pre_layer_norm ? "pre" : "post"},
+          {"position_embedding_type", model.position_embedding_type},
+          {"layer_norm_position", model.layer_norm_position},
           {"num_labels", 1},
           {"matrix_m", m},
           {"matrix_n", n},
@@ -56,10 +45,10 @@ nlohmann::json BertOptions::ToConfigJson() const {
 }
 
 BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
-    : heads_(o.num_attention_heads), dropout_(o.attention_probs_dropout_prob) {
-  query_ = register_module("query", torch::nn::Linear(o.hidden_size, o.hidden_size));
-  key_ = register_module("key", torch::nn::Linear(o.hidden_size, o.hidden_size));
-  value_ = register_module("value", torch::nn::Linear(o.hidden_size, o.hidden_size));
+    : heads_(o.model.num_attention_heads), dropout_(o.model.attention_probs_dropout_prob) {
+  query_ = register_module("query", torch::nn::Linear(o.model.hidden_size, o.model.hidden_size));
+  key_ = register_module("key", torch::nn::Linear(o.model.hidden_size, o.model.hidden_size));
+  value_ = register_module("value", torch::nn::Linear(o.model.hidden_size, o.model.hidden_size));
 }
 
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, int64_t batch) {
@@ -79,21 +68,23 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, int64_t bat
 BertResidualImpl::BertResidualImpl(int64_t in, int64_t out, const BertOptions& o) {
   dense = register_module("dense", torch::nn::Linear(in, out));
   layer_norm = register_module(
-      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({out}).eps(o.layer_norm_eps)));
-  dropout = register_module("dropout", torch::nn::Dropout(o.hidden_dropout_prob));
+      "LayerNorm",
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({out}).eps(o.model.layer_norm_eps)));
+  dropout = register_module("dropout", torch::nn::Dropout(o.model.hidden_dropout_prob));
 }
 
 BertAttentionImpl::BertAttentionImpl(const BertOptions& o) {
   self = register_module("self", BertSelfAttention(o));
-  output = register_module("output", BertResidual(o.hidden_size, o.hidden_size, o));
+  output = register_module("output", BertResidual(o.model.hidden_size, o.model.hidden_size, o));
 }
 
-BertLayerImpl::BertLayerImpl(const BertOptions& o) : pre_ln_(o.pre_layer_norm) {
+BertLayerImpl::BertLayerImpl(const BertOptions& o) : pre_ln_(o.pre_layer_norm()) {
   attention_ = register_module("attention", BertAttention(o));
   auto intermediate = register_module("intermediate", std::make_shared<torch::nn::Module>());
-  intermediate_ =
-      intermediate->register_module("dense", torch::nn::Linear(o.hidden_size, o.intermediate_size));
-  output_ = register_module("output", BertResidual(o.intermediate_size, o.hidden_size, o));
+  intermediate_ = intermediate->register_module(
+      "dense", torch::nn::Linear(o.model.hidden_size, o.model.intermediate_size));
+  output_ =
+      register_module("output", BertResidual(o.model.intermediate_size, o.model.hidden_size, o));
 }
 
 torch::Tensor BertLayerImpl::forward(torch::Tensor x, int64_t batch) {
@@ -113,30 +104,32 @@ torch::Tensor BertLayerImpl::forward(torch::Tensor x, int64_t batch) {
 }
 
 BertForMatrixRegressionImpl::BertForMatrixRegressionImpl(const BertOptions& o) : options_(o) {
-  const int64_t h = o.hidden_size;
+  const int64_t h = o.model.hidden_size;
   auto bert = register_module("bert", std::make_shared<torch::nn::Module>());
   auto embeddings = bert->register_module("embeddings", std::make_shared<torch::nn::Module>());
   word_ = embeddings->register_module(
       "word_embeddings",
       torch::nn::Embedding(torch::nn::EmbeddingOptions(o.vocab_size, h).padding_idx(0)));
   position_ = embeddings->register_module("position_embeddings",
-                                          torch::nn::Embedding(o.max_position_embeddings, h));
+                                          torch::nn::Embedding(o.model.max_position_embeddings, h));
   token_type_ = embeddings->register_module("token_type_embeddings",
-                                            torch::nn::Embedding(o.type_vocab_size, h));
-  if (o.row_col_embeddings) {
+                                            torch::nn::Embedding(o.model.type_vocab_size, h));
+  if (o.row_col_embeddings()) {
     row_ = embeddings->register_module("row_embeddings", torch::nn::Embedding(o.m + 1, h));
     col_ = embeddings->register_module("col_embeddings", torch::nn::Embedding(o.n + 1, h));
   }
   embeddings_ln_ = embeddings->register_module(
-      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(o.layer_norm_eps)));
+      "LayerNorm",
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(o.model.layer_norm_eps)));
   embeddings_dropout_ =
-      embeddings->register_module("dropout", torch::nn::Dropout(o.hidden_dropout_prob));
+      embeddings->register_module("dropout", torch::nn::Dropout(o.model.hidden_dropout_prob));
   auto encoder = bert->register_module("encoder", std::make_shared<torch::nn::Module>());
   layers_ = encoder->register_module("layer", torch::nn::ModuleList());
-  for (int64_t i = 0; i < o.num_hidden_layers; ++i) layers_->push_back(BertLayer(o));
-  if (o.pre_layer_norm) {
+  for (int64_t i = 0; i < o.model.num_hidden_layers; ++i) layers_->push_back(BertLayer(o));
+  if (o.pre_layer_norm()) {
     final_ln_ = encoder->register_module(
-        "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(o.layer_norm_eps)));
+        "LayerNorm",
+        torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(o.model.layer_norm_eps)));
   }
   regressor_ = register_module("regressor", torch::nn::Linear(h, 1));
 
@@ -158,7 +151,7 @@ void BertForMatrixRegressionImpl::InitWeights() {
   // As HuggingFace's BertPreTrainedModel: N(0, initializer_range) weights, zero biases,
   // unit LayerNorms, a zero padding embedding.
   torch::NoGradGuard no_grad;
-  const double std = options_.initializer_range;
+  const double std = options_.model.initializer_range;
   for (auto& module : modules(/*include_self=*/false)) {
     if (auto* linear = module->as<torch::nn::Linear>()) {
       torch::nn::init::normal_(linear->weight, 0.0, std);
@@ -178,14 +171,14 @@ torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_id
   auto positions = torch::arange(l, input_ids.options());
   torch::Tensor x = word_(input_ids) + position_(positions) +
                     token_type_->weight[0];  // token type 0 everywhere; (B, L, H)
-  if (options_.row_col_embeddings) {
+  if (options_.row_col_embeddings()) {
     x = x + row_(row_ids_.slice(0, 0, l)) + col_(col_ids_.slice(0, 0, l));
   }
   // Activations stay 2-D, (B*L, H), so every Linear is one GEMM with its bias fused in.
   const int64_t b = input_ids.size(0);
-  x = embeddings_dropout_(embeddings_ln_(x)).view({b * l, options_.hidden_size});
+  x = embeddings_dropout_(embeddings_ln_(x)).view({b * l, options_.model.hidden_size});
   for (const auto& layer : *layers_) x = layer->as<BertLayer>()->forward(x, b);
-  if (options_.pre_layer_norm) x = final_ln_(x);
+  if (options_.pre_layer_norm()) x = final_ln_(x);
   return regressor_(x).view({b, l, 1});  // (B, L, 1)
 }
 

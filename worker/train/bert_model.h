@@ -18,23 +18,18 @@
 
 namespace matbert {
 
+// The architecture (HuggingFace BertConfig names, as in the job spec's [model]) plus what
+// follows from the matrix: the vocabulary and the shape behind row/column ids.
 struct BertOptions {
+  ModelSection model;
   int64_t vocab_size = 805;
-  int64_t hidden_size = 768;
-  int64_t num_hidden_layers = 12;
-  int64_t num_attention_heads = 12;
-  int64_t intermediate_size = 3072;
-  int64_t max_position_embeddings = 512;
-  int64_t type_vocab_size = 2;
-  double hidden_dropout_prob = 0.1;
-  double attention_probs_dropout_prob = 0.1;
-  double layer_norm_eps = 1e-12;
-  double initializer_range = 0.02;
-  bool pre_layer_norm = false;  // "pre": LayerNorm before each sublayer, plus a final one
-  // 2-D positions: row and column embeddings added for entry tokens (0 for special tokens).
-  bool row_col_embeddings = false;
   int m = 20, n = 20;  // matrix shape, for the row/column ids
   bool row_sep = false;
+
+  // "pre": LayerNorm before each sublayer, plus a final one.
+  bool pre_layer_norm() const { return model.layer_norm_position == "pre"; }
+  // 2-D positions: row and column embeddings added for entry tokens (0 for special tokens).
+  bool row_col_embeddings() const { return model.position_embedding_type == "absolute_2d"; }
 
   static BertOptions FromSpec(const JobSpec& spec);
   // HuggingFace-style config.json written beside model.safetensors.
