@@ -8,9 +8,9 @@ GangScheduler::GangScheduler(int num_devices) : holders_(num_devices), free_(num
 
 absl::Status GangScheduler::Enqueue(const QueuedJob& job) {
   if (job.devices < 1 || job.devices > num_devices()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job.gpus must be between 1 and ", num_devices(),
-                     " (the devices of this host), got ", job.devices));
+    return absl::InvalidArgumentError(absl::StrCat("job.gpus must be between 1 and ", num_devices(),
+                                                   " (the devices of this host), got ",
+                                                   job.devices));
   }
   if (queued_by_id_.count(job.id) || held_by_job_.count(job.id)) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job.id, " is already scheduled"));

@@ -20,9 +20,9 @@ namespace matbert {
 
 struct QueuedJob {
   std::string id;
-  int priority = 0;        // higher first
-  int64_t order = 0;       // submission order, unique; lower first among equal priorities
-  int devices = 1;         // gang size, >= 1
+  int priority = 0;   // higher first
+  int64_t order = 0;  // submission order, unique; lower first among equal priorities
+  int devices = 1;    // gang size, >= 1
 };
 
 struct Placement {
