@@ -414,7 +414,7 @@ absl::StatusOr<Override> ParseSetOverride(absl::string_view text) {
 
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::string& source_name,
                                      const std::string& base_dir,
-                                     const std::vector<Override>& overrides) {
+                                     const std::vector<Override>& overrides, bool confine_arch) {
   toml::table doc;
   try {
     doc = toml::parse(std::string_view(toml_text.data(), toml_text.size()), source_name);
@@ -472,6 +472,13 @@ absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::str
     if (a.key->full() == "model.arch") RETURN_IF_ERROR(Apply(spec, a));
   }
   if (!spec.model.arch.empty()) {
+    if (confine_arch && !IsConfinedPath(spec.model.arch)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source_name,
+                       ": model.arch must be a relative path inside the server's spec root "
+                       "(no \"..\"), got \"",
+                       spec.model.arch, "\"; or give the model keys inline"));
+    }
     std::filesystem::path arch(spec.model.arch);
     if (arch.is_relative()) arch = std::filesystem::path(base_dir) / arch;
     RETURN_IF_ERROR(ApplyArchJson(spec, arch.string()));
@@ -480,6 +487,14 @@ absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::str
   if (spec.job.name.empty()) spec.job.name = std::filesystem::path(source_name).stem().string();
   RETURN_IF_ERROR(CrossValidate(spec, source_name));
   return spec;
+}
+
+bool IsConfinedPath(absl::string_view path) {
+  if (path.empty() || path.front() == '/') return false;
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "..") return false;
+  }
+  return true;
 }
 
 absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,

@@ -118,10 +118,16 @@ struct Override {
 absl::StatusOr<Override> ParseSetOverride(absl::string_view text);
 
 // Reads, merges and validates a spec. `source_name` names the text in errors; `base_dir`
-// is where a relative model.arch path is looked up.
+// is where a relative model.arch path is looked up. With `confine_arch` (specs from remote
+// clients) model.arch must be a relative path that stays inside base_dir.
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::string& source_name,
                                      const std::string& base_dir,
-                                     const std::vector<Override>& overrides = {});
+                                     const std::vector<Override>& overrides = {},
+                                     bool confine_arch = false);
+
+// True for a non-empty relative path with no ".." component: joined to a root, it stays
+// inside that root.
+bool IsConfinedPath(absl::string_view path);
 absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path,
                                     const std::vector<Override>& overrides = {});
 
