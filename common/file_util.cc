@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/unique_fd.h"
 
 namespace matbert {
 
@@ -96,6 +97,12 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   }
   ::close(fd);
   return out;
+}
+
+absl::Status AppendToFile(const std::string& path, absl::string_view text) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!fd.valid()) return ErrnoStatus(errno, "cannot open", path);
+  return WriteAll(fd.get(), text.data(), text.size(), path);
 }
 
 }  // namespace matbert

@@ -25,6 +25,9 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
 // Reads a whole file.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
+// Appends `text` to a file, creating it (0644) if missing.
+absl::Status AppendToFile(const std::string& path, absl::string_view text);
+
 // Writes all of `data` to `fd`, retrying short writes and EINTR.
 absl::Status WriteAll(int fd, const void* data, size_t size, absl::string_view path);
 

@@ -12,11 +12,11 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev sqlite3
+  libtomlplusplus-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev sqlite3 libssl-dev
   flatbuffers-compiler libflatbuffers-dev
   liblapacke-dev libopenblas0-openmp
   # independent implementations the tests compare against
-  python3-numpy python3-torch python3-toml python3-grpcio python3-grpc-tools prometheus
+  python3-numpy python3-torch python3-toml python3-grpcio python3-grpc-tools python3-protobuf prometheus
 )
 # Node.js 20 and npm come with the machine image; Debian's npm package conflicts with it.
 if ! command -v npm >/dev/null; then packages+=(nodejs npm); fi

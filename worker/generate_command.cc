@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_format.h"
+#include "common/job_spec.h"
 #include "worker/exit_codes.h"
 
 namespace matbert {
@@ -13,7 +14,9 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
       "generate",
       "Write a dataset of low-rank matrices (HuggingFace save_to_disk layout, Arrow IPC streams).\n"
       "Example:\n  matbert-worker generate --m 20 --n 20 --r 5 --n-samples 1000 "
-      "--output-dir data/generated/my_dataset");
+      "--output-dir data/generated/my_dataset\n"
+      "  matbert-worker generate --config configs/bert_matcomp_cpu.toml   # [matrix] and "
+      "[generate] of a job spec");
   GenerateOptions& o = options_;
   o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   command_->add_option("--m", o.shape.m, "Rows per matrix (>= 1)")->capture_default_str();
@@ -39,12 +42,43 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
   command_
       ->add_option("--threads", o.threads, "Generator threads (output is identical for any value)")
       ->capture_default_str();
+  command_->add_option("--config", config_,
+                       "Job spec (TOML): m, n, r, prec, n_sigma, row_sep, factor_mean from "
+                       "[matrix], n_samples, shards, output_dir from [generate], seed from "
+                       "[training]; not combined with those flags");
   command_->add_flag("--overwrite", o.overwrite, "Replace an existing output directory");
   command_->add_flag("-q,--quiet", quiet_, "No progress or summary; print only the output path");
 }
 
 int GenerateCommand::Run() {
   if (quiet_) options_.progress = ProgressBar::Mode::kQuiet;
+  if (!config_.empty()) {
+    for (const char* flag : {"--m", "--n", "--r", "--n-samples", "--output-dir", "--prec",
+                             "--n-sigma", "--seed", "--factor-mean", "--row-sep", "--shards"}) {
+      if (command_->count(flag) > 0) {
+        absl::FPrintF(stderr,
+                      "matbert-worker generate: %s cannot be combined with --config (override "
+                      "the spec's key instead)\n",
+                      flag);
+        return kExitUsage;
+      }
+    }
+    absl::StatusOr<JobSpec> spec = LoadJobSpec(config_);
+    if (!spec.ok()) {
+      absl::FPrintF(stderr, "matbert-worker generate: %s\n", spec.status().message());
+      return kExitUsage;
+    }
+    const MatrixSection& m = spec->matrix;
+    options_.shape = {m.m, m.n, m.r};
+    options_.tokenizer.prec = m.prec;
+    options_.tokenizer.n_sigma = m.n_sigma;
+    options_.tokenizer.row_sep = m.row_sep;
+    options_.factor_mean = m.factor_mean;
+    options_.seed = static_cast<uint64_t>(spec->training.seed);
+    options_.n_samples = spec->generate.n_samples;
+    options_.shards = spec->generate.shards;
+    options_.output_dir = spec->generate.output_dir;
+  }
   absl::StatusOr<GenerateResult> result = GenerateDataset(options_);
   if (!result.ok()) {
     std::string message(result.status().message());

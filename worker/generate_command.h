@@ -18,6 +18,7 @@ class GenerateCommand {
  private:
   CLI::App* command_;
   GenerateOptions options_;
+  std::string config_;  // a job spec: its [matrix] and [generate] sections give the options
   bool quiet_ = false;
 };
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "worker/generate_command.h"
 #include "worker/inspect_command.h"
+#include "worker/report/coordinator_reporter.h"
 #include "worker/train_command.h"
 
 int main(int argc, char** argv) {
@@ -36,8 +37,16 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "matbert-worker: %s (see --help)\n", what);
     return 2;
   }
-  if (generate.selected()) return generate.Run();
   if (inspect.selected()) return inspect.Run();
-  if (train.selected()) return train.Run();
-  return 2;
+  // Run by matbertd (MATBERT_COORDINATOR set): register, heartbeat and report to it.
+  auto reporter = matbert::CoordinatorReporter::FromEnvironment();
+  if (!reporter.ok()) {
+    absl::FPrintF(stderr, "matbert-worker: %s\n", reporter.status().message());
+    return 2;
+  }
+  if (*reporter) (*reporter)->Start(matbert::TrainCommand::StopFlag());
+  const int code = generate.selected() ? generate.Run() : train.Run(reporter->get());
+  // Deliver what is queued (the daemon may be restarting) before the process goes away.
+  if (*reporter) (*reporter)->Finish(code, code == 0 ? "" : "see the rank's log", 60);
+  return code;
 }

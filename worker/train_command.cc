@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "common/job_spec.h"
 #include "worker/exit_codes.h"
+#include "worker/report/coordinator_reporter.h"
 #include "worker/train/train_module.h"
 
 namespace matbert {
@@ -55,7 +56,9 @@ TrainCommand::TrainCommand(CLI::App& app) {
   command_->allow_extras();  // --section.key value pairs
 }
 
-int TrainCommand::Run() {
+std::atomic<bool>* TrainCommand::StopFlag() { return &g_stop; }
+
+int TrainCommand::Run(CoordinatorReporter* reporter) {
   std::vector<Override> overrides;
   const std::vector<std::string> extras = command_->remaining();
   for (size_t i = 0; i < extras.size(); ++i) {
@@ -115,6 +118,9 @@ int TrainCommand::Run() {
   options.run_dir = run_dir_.empty() ? "runs/" + spec->job.name + "-" + UtcStamp() : run_dir_;
   options.quiet = quiet_;
   options.stop = &g_stop;
+  if (reporter != nullptr) {
+    options.on_record = [reporter](const std::string& line) { reporter->OnRecord(line); };
+  }
   ::signal(SIGTERM, OnStopSignal);
   ::signal(SIGINT, OnStopSignal);
 

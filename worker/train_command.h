@@ -3,16 +3,22 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <string>
 #include <vector>
 
 namespace matbert {
 
+class CoordinatorReporter;
+
 class TrainCommand {
  public:
   explicit TrainCommand(CLI::App& app);
   bool selected() const { return command_->parsed(); }
-  int Run();
+  // `reporter` (may be null) receives rank 0's metrics records.
+  int Run(CoordinatorReporter* reporter);
+  // Set by SIGTERM/SIGINT, or by the reporter when the coordinator ends the attempt.
+  static std::atomic<bool>* StopFlag();
 
  private:
   CLI::App* command_;

@@ -45,17 +45,22 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 }
 
 // Appends one JSON object per line to runs/<job>/metrics.jsonl, flushed per line.
+// Each record also goes to `on_record` (the coordinator's reporter), if set.
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {}
+  MetricsLog(const std::string& path, std::function<void(const std::string&)> on_record)
+      : out_(path, std::ios::app), on_record_(std::move(on_record)) {}
   bool ok() const { return out_.good(); }
   void Write(const Json& record) {
-    out_ << record.dump() << '\n';
+    const std::string line = record.dump();
+    out_ << line << '\n';
     out_.flush();
+    if (on_record_) on_record_(line);
   }
 
  private:
   std::ofstream out_;
+  std::function<void(const std::string&)> on_record_;
 };
 
 // RMSE of the model and of the two baselines on the masked entries of the eval set.
@@ -259,7 +264,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> source,
                    MakeBatchSource(spec, dist.rank, dist.world_size));
   Prefetcher prefetcher(std::move(source), {start_step + 1, 0}, t.grad_accum);
-  MetricsLog metrics(leader ? options.run_dir + "/metrics.jsonl" : "/dev/null");
+  MetricsLog metrics(leader ? options.run_dir + "/metrics.jsonl" : "/dev/null",
+                     leader ? options.on_record : nullptr);
   if (!metrics.ok())
     return absl::InternalError(
         absl::StrCat("cannot append to ", options.run_dir, "/metrics.jsonl"));

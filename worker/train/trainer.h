@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -19,6 +20,9 @@ struct TrainOptions {
   bool quiet = false;   // no per-step lines on stderr
   // Set (e.g. by a SIGTERM handler) to stop after the current step with a checkpoint.
   const std::atomic<bool>* stop = nullptr;
+  // Called with each metrics.jsonl line rank 0 writes (no newline), after it is written;
+  // matbert-worker forwards them to matbertd. Must not block.
+  std::function<void(const std::string&)> on_record;
 };
 
 // What a finished (or stopped) run reports.

@@ -1,0 +1,197 @@
+// The core of matbertd: accepts jobs, keeps them in the JobStore, asks the GangScheduler for
+// placements, starts each attempt's ranks through the ProcessLauncher, follows them
+// (exit codes, heartbeats, metrics, checkpoints), retries failed attempts from their latest
+// checkpoint, and recovers all of it after a restart. Knows nothing about gRPC: the
+// services in server/ translate protos and call these methods.
+//
+// Thread-safe. A control thread polls processes and timers every `tick_ms` and right after
+// anything that may let a job start (submit, an attempt ending).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "server/core/devices.h"
+#include "server/launcher/process_launcher.h"
+#include "server/scheduler/gang_scheduler.h"
+#include "server/store/job_store.h"
+
+namespace matbert {
+
+struct CoordinatorOptions {
+  std::string state_dir = "var/matbert";  // matbert.db, runs/<job>/, data/
+  std::string worker_path;                // the matbert-worker executable
+  std::string coordinator_address;        // what workers dial: MATBERT_COORDINATOR
+  std::string spec_root = ".";            // model.arch of submitted specs resolves here
+  std::vector<DeviceInfo> devices;        // GPUs or CPU slots, all of one kind
+  int max_queued = 10000;                 // SubmitJob beyond this: ResourceExhausted
+  int grace_period_s = 30;                // SIGTERM → SIGKILL, when a job does not set one
+  int heartbeat_interval_ms = 2000;       // told to workers at Register
+  int heartbeat_timeout_s = 30;           // silence (or no Register) that fails an attempt
+  int tick_ms = 100;                      // control loop period
+  std::string master_addr = "127.0.0.1";  // MASTER_ADDR of the ranks
+  std::function<int64_t()> now_ms;        // Unix ms; default: the system clock
+};
+
+// A job as clients see it.
+struct JobView {
+  JobRecord job;
+  std::vector<AttemptRecord> attempts;
+  int queue_position = 0;  // 1-based while waiting, else 0
+  std::string run_dir;
+};
+
+struct ClusterView {
+  std::vector<DeviceInfo> devices;
+  std::vector<std::string> holders;  // per device; "" when free
+  std::vector<JobRecord> queue;      // in placement order
+  std::map<std::string, int> jobs_by_state;
+};
+
+struct WorkerKey {
+  std::string job_id;
+  int attempt = 0;
+  int rank = 0;
+};
+
+// One metrics record from a worker (a line of metrics.jsonl, numbers only).
+struct MetricsRecord {
+  std::string kind;  // "train" | "eval" | "summary" | …
+  int64_t step = 0;
+  std::map<std::string, double> values;
+};
+
+struct SubmitRequest {
+  std::string spec_toml;
+  std::vector<std::string> overrides;  // "section.key=value"
+  std::string source_name = "spec";
+  int grace_period_s = 0;  // 0 = the daemon's default
+};
+
+class Coordinator {
+ public:
+  // Opens the store under options.state_dir, recovers jobs, and starts the control thread.
+  // `launcher` must outlive the coordinator.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options,
+                                                             ProcessLauncher* launcher);
+  // Stops the control thread. Running workers are left alone: a new coordinator adopts them.
+  ~Coordinator();
+
+  absl::StatusOr<JobView> Submit(const SubmitRequest& request);
+  absl::StatusOr<JobView> Get(const std::string& job_id) const;
+  // Newest first; `states` empty = all; `limit` 0 = all.
+  std::vector<JobView> List(const std::vector<JobState>& states, int limit) const;
+  absl::StatusOr<JobView> Cancel(const std::string& job_id, bool force);
+  ClusterView Cluster() const;
+
+  // Stored events with seq > after_seq (at most `limit`), and whether the job has ended
+  // (so no event will follow the last one). NotFound for an unknown job.
+  struct EventPage {
+    std::vector<EventRecord> events;
+    bool job_ended = false;
+  };
+  absl::StatusOr<EventPage> Events(const std::string& job_id, int64_t after_seq, int limit) const;
+  // Calls `wake` (on some internal thread, with no lock held; it must not block) whenever the
+  // job gets an event. Returns a handle for Unsubscribe.
+  int64_t Subscribe(const std::string& job_id, std::function<void()> wake);
+  void Unsubscribe(int64_t handle);
+
+  // Worker service. FailedPrecondition when the attempt is not the job's live one.
+  absl::StatusOr<int> Register(const WorkerKey& worker, int pid);  // → heartbeat interval
+  absl::Status Heartbeat(const WorkerKey& worker, int64_t step);
+  absl::Status ReportMetrics(const WorkerKey& worker, const std::vector<MetricsRecord>& records);
+  absl::Status AnnounceCheckpoint(const WorkerKey& worker, int64_t step, const std::string& path);
+  absl::Status ReportExit(const WorkerKey& worker, int exit_code, const std::string& message);
+
+  // runs/<job>/ under the state dir (whether or not it exists yet).
+  std::string RunDir(const std::string& job_id) const;
+  const CoordinatorOptions& options() const { return options_; }
+  // For tests and benchmarks: run one control-loop pass now.
+  void TickForTest();
+
+ private:
+  struct RankLive {
+    WorkerProcess process;
+    bool registered = false;
+    int64_t last_heartbeat_ms = 0;
+    bool ended = false;
+    ProcessStatus status;
+    bool reported_exit = false;
+    int reported_code = 0;
+    std::string reported_message;
+  };
+  struct LiveAttempt {
+    AttemptRecord record;
+    pid_t group = 0;
+    std::vector<RankLive> ranks;
+    bool adopted = false;        // started by an earlier coordinator
+    bool stopping = false;       // SIGTERM sent
+    bool killed = false;         // SIGKILL sent
+    int64_t kill_at_ms = 0;      // when to send SIGKILL
+    std::string failure;         // first cause of failure; empty if none
+    bool interrupted = false;    // lost to a daemon restart: does not use up a restart
+    bool completed = false;      // rank 0 reported a summary of a finished run
+    bool stopped_early = false;  // rank 0's summary says it was stopped by a signal
+  };
+  struct JobEntry {
+    JobRecord record;
+    std::vector<AttemptRecord> attempts;  // finished ones; the live one is in `live`
+    std::unique_ptr<LiveAttempt> live;
+  };
+
+  Coordinator(CoordinatorOptions options, ProcessLauncher* launcher,
+              std::unique_ptr<JobStore> store);
+  absl::Status Recover();
+  void ControlLoop();
+  void Tick();
+  void PollAttempt(JobEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartAttempt(JobEntry& entry, const std::vector<int>& devices)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopAttempt(LiveAttempt& live, const std::string& failure, bool force)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishAttempt(JobEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetState(JobEntry& entry, JobState state, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SaveJob(const JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AppendEvent(const std::string& job_id, const std::string& kind, const std::string& payload,
+                   const std::string& dedupe_key = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<LiveAttempt*> LiveFor(const WorkerKey& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  JobView ViewOf(const JobEntry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewJobId() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t Now() const { return options_.now_ms(); }
+  void Wake();
+  // Releases `lock` (held on mu_), then wakes the watchers of jobs that got events.
+  void Publish(std::unique_lock<std::mutex>& lock);
+  void NotifyWatchers(const std::string& job_id);
+
+  const CoordinatorOptions options_;
+  ProcessLauncher* const launcher_;
+  const std::unique_ptr<JobStore> store_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
+  GangScheduler scheduler_ ABSL_GUARDED_BY(mu_);
+  int64_t next_order_ ABSL_GUARDED_BY(mu_) = 1;
+  bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::condition_variable cv_;
+  std::vector<std::string> pending_notify_ ABSL_GUARDED_BY(mu_);
+
+  std::mutex watch_mu_;
+  int64_t next_handle_ = 1;
+  std::map<int64_t, std::pair<std::string, std::function<void()>>> watchers_
+      ABSL_GUARDED_BY(watch_mu_);
+
+  std::thread control_;
+};
+
+}  // namespace matbert

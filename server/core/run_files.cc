@@ -1,0 +1,126 @@
+#include "server/core/run_files.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/unique_fd.h"
+
+namespace matbert {
+namespace fs = std::filesystem;
+
+std::vector<CheckpointDir> ListCheckpointDirs(const std::string& run_dir) {
+  static const std::regex kName("step-([0-9]{7,})");
+  std::vector<CheckpointDir> out;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(run_dir + "/checkpoints", ec)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, match, kName)) continue;
+    CheckpointDir dir;
+    dir.step = std::stoll(match[1]);
+    dir.path = entry.path().string();
+    dir.name = name;
+    for (const fs::directory_entry& file : fs::directory_iterator(entry.path(), ec)) {
+      if (file.is_regular_file()) dir.size_bytes += static_cast<int64_t>(file.file_size());
+    }
+    struct stat st;
+    if (::stat(dir.path.c_str(), &st) == 0) {
+      dir.mtime_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1000000;
+    }
+    out.push_back(std::move(dir));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const CheckpointDir& a, const CheckpointDir& b) { return a.step < b.step; });
+  return out;
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus(errno, "cannot open", path);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  ssize_t n;
+  while ((n = ::read(fd.get(), buf.data(), buf.size())) > 0) EVP_DigestUpdate(ctx, buf.data(), n);
+  const int err = errno;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, digest, &len);
+  EVP_MD_CTX_free(ctx);
+  if (n < 0) return ErrnoStatus(err, "cannot read", path);
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return hex;
+}
+
+absl::StatusOr<std::vector<FileDigest>> DigestDirectory(const std::string& dir) {
+  std::vector<FileDigest> files;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file()) continue;
+    FileDigest f;
+    f.name = entry.path().filename().string();
+    f.size = static_cast<int64_t>(entry.file_size());
+    auto sha = Sha256File(entry.path().string());
+    if (!sha.ok()) return sha.status();
+    f.sha256 = *sha;
+    files.push_back(std::move(f));
+  }
+  if (ec) return ErrnoStatus(ec.value(), "cannot list", dir);
+  std::sort(files.begin(), files.end(),
+            [](const FileDigest& a, const FileDigest& b) { return a.name < b.name; });
+  return files;
+}
+
+std::vector<LogLineAt> ReadLogLines(const std::string& path, int64_t offset, int64_t max_bytes) {
+  std::vector<LogLineAt> lines;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return lines;
+  std::string buf(static_cast<size_t>(max_bytes), '\0');
+  const ssize_t n = ::pread(fd.get(), buf.data(), buf.size(), offset);
+  if (n <= 0) return lines;
+  buf.resize(n);
+  size_t start = 0;
+  for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+    lines.push_back({buf.substr(start, nl - start), offset + static_cast<int64_t>(nl) + 1});
+  }
+  // One line longer than max_bytes: hand it out in pieces rather than stall on it.
+  if (lines.empty() && n == max_bytes) lines.push_back({buf, offset + n});
+  return lines;
+}
+
+int64_t TailOffset(const std::string& path, int n) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid() || n <= 0) return 0;
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return 0;
+  int64_t end = st.st_size;
+  // Only complete lines count: start from the last newline.
+  int newlines = 0;
+  std::vector<char> buf(64 * 1024);
+  for (int64_t pos = end; pos > 0;) {
+    const int64_t chunk = std::min<int64_t>(pos, buf.size());
+    pos -= chunk;
+    if (::pread(fd.get(), buf.data(), chunk, pos) != chunk) return 0;
+    for (int64_t i = chunk - 1; i >= 0; --i) {
+      if (buf[i] != '\n') continue;
+      if (pos + i + 1 == end) continue;  // the newline ending the last line
+      if (++newlines == n) return pos + i + 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace matbert

@@ -1,0 +1,40 @@
+// matbert.v1.JobService over the Coordinator: translates protos, calls the core, maps
+// absl::Status to gRPC codes. No job logic here.
+#pragma once
+
+#include "matbert/v1/job_service.grpc.pb.h"
+#include "server/core/coordinator.h"
+
+namespace matbert {
+
+class JobServiceImpl final : public v1::JobService::CallbackService {
+ public:
+  // `coordinator` must outlive the service.
+  explicit JobServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
+                                      const v1::SubmitJobRequest* request,
+                                      v1::SubmitJobResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
+                                   const v1::GetJobRequest* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::WatchJobRequest* request) override;
+  grpc::ServerWriteReactor<v1::LogBatch>* StreamLogs(grpc::CallbackServerContext* ctx,
+                                                     const v1::StreamLogsRequest* request) override;
+  grpc::ServerUnaryReactor* ListCheckpoints(grpc::CallbackServerContext* ctx,
+                                            const v1::ListCheckpointsRequest* request,
+                                            v1::ListCheckpointsResponse* response) override;
+  grpc::ServerWriteReactor<v1::CheckpointChunk>* DownloadCheckpoint(
+      grpc::CallbackServerContext* ctx, const v1::DownloadCheckpointRequest* request) override;
+
+ private:
+  Coordinator* const coordinator_;
+};
+
+}  // namespace matbert

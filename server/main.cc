@@ -1,0 +1,182 @@
+// matbertd: the coordinator daemon. Flags (or --config FILE.toml with the same keys) →
+// CoordinatorOptions → Coordinator, served over gRPC with health checking and reflection.
+// SIGTERM/SIGINT stop the daemon and leave running jobs alone: the next matbertd on the
+// same state dir adopts them.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/cluster_service.h"
+#include "server/core/coordinator.h"
+#include "server/core/devices.h"
+#include "server/job_service.h"
+#include "server/launcher/process_launcher.h"
+#include "server/worker_service.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// matbert-worker beside matbertd (an install), or in the build tree's worker/ folder.
+std::string DefaultWorkerPath() {
+  char self[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "matbert-worker";
+  const fs::path dir = fs::path(std::string(self, n)).parent_path();
+  for (const fs::path& candidate : {dir / "matbert-worker", dir / "../worker/matbert-worker"}) {
+    if (access(candidate.c_str(), X_OK) == 0) return fs::weakly_canonical(candidate).string();
+  }
+  return "matbert-worker";
+}
+
+int PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "matbertd: the matbert coordinator. Queues training and generation jobs, gives each all "
+      "of its GPUs (or CPU slots) at once, runs their matbert-worker ranks, and streams "
+      "metrics, logs and checkpoints to clients over gRPC (proto/matbert/v1).\n"
+      "Examples:\n"
+      "  matbertd                                   # localhost:50051, state in ./var/matbert\n"
+      "  matbertd --gpus 0,1 --listen 0.0.0.0:50051 --state-dir /srv/matbert\n"
+      "  matbertd --config configs/matbertd.toml"};
+  std::string listen = "localhost:50051";
+  std::string state_dir = "var/matbert";
+  std::string gpus = "auto";
+  int cpu_slots = 0;
+  int max_queued = 10000;
+  int grace_period = 30;
+  int heartbeat_timeout = 30;
+  std::string worker = DefaultWorkerPath();
+  std::string spec_root = ".";
+  app.set_config("--config", "", "TOML file with any of these options (listen = \"…\")");
+  app.add_option("--listen", listen, "gRPC address (host:port; port 0 picks a free one)")
+      ->capture_default_str();
+  app.add_option("--state-dir", state_dir, "Job database, run directories and datasets")
+      ->capture_default_str();
+  app.add_option("--gpus", gpus,
+                 "auto (NVML; CPU slots when none), none (CPU slots), or CUDA indices 0,1,…")
+      ->capture_default_str();
+  app.add_option("--cpu-slots", cpu_slots, "CPU slots without GPUs; 0 = one per core")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--max-queued", max_queued, "Waiting jobs beyond which SubmitJob is refused")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--grace-period", grace_period, "Seconds from SIGTERM to SIGKILL at cancel")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--heartbeat-timeout", heartbeat_timeout,
+                 "Seconds of silence from a rank that fail its attempt")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--worker", worker, "The matbert-worker executable")->capture_default_str();
+  app.add_option("--spec-root", spec_root,
+                 "Directory where model.arch files named by submitted specs are read")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  // Port 0: choose one now, so the address workers dial is known before anything starts.
+  const size_t colon = listen.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    absl::FPrintF(stderr, "matbertd: --listen must be host:port, got \"%s\"\n", listen);
+    return 2;
+  }
+  std::string host = listen.substr(0, colon);
+  if (port == 0) {
+    port = PickFreePort();
+    listen = absl::StrCat(host, ":", port);
+  }
+  const std::string dial_host =
+      host == "0.0.0.0" || host == "[::]" || host.empty() ? "127.0.0.1" : host;
+
+  absl::StatusOr<std::vector<matbert::DeviceInfo>> devices =
+      matbert::DiscoverDevices(gpus, cpu_slots);
+  if (!devices.ok()) {
+    absl::FPrintF(stderr, "matbertd: %s\n", devices.status().message());
+    return 2;
+  }
+  matbert::CoordinatorOptions options;
+  options.state_dir = state_dir;
+  options.worker_path = worker;
+  options.coordinator_address = absl::StrCat(dial_host, ":", port);
+  options.spec_root = spec_root;
+  options.devices = *devices;
+  options.max_queued = max_queued;
+  options.grace_period_s = grace_period;
+  options.heartbeat_timeout_s = heartbeat_timeout;
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  matbert::PosixProcessLauncher launcher;
+  auto coordinator = matbert::Coordinator::Create(options, &launcher);
+  if (!coordinator.ok()) {
+    absl::FPrintF(stderr, "matbertd: %s\n", coordinator.status().message());
+    return 1;
+  }
+  matbert::JobServiceImpl jobs(coordinator->get());
+  matbert::ClusterServiceImpl cluster(coordinator->get());
+  matbert::WorkerServiceImpl workers(coordinator->get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.RegisterService(&jobs);
+  builder.RegisterService(&cluster);
+  builder.RegisterService(&workers);
+  builder.SetMaxSendMessageSize(8 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    absl::FPrintF(stderr, "matbertd: cannot listen on %s (in use, or not a local address)\n",
+                  listen);
+    return 1;
+  }
+  std::string kinds =
+      absl::StrCat(devices->size(), " ", (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
+  absl::PrintF("matbertd listening on %s; %s; state in %s\n", listen, kinds,
+               (*coordinator)->options().state_dir);
+  fflush(stdout);
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  absl::FPrintF(stderr, "matbertd: %s, shutting down (running jobs keep running)\n",
+                strsignal(signal));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  coordinator->reset();
+  return 0;
+}
