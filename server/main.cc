@@ -127,9 +127,11 @@ int main(int argc, char** argv) {
   }
   matbert::CoordinatorOptions options;
   options.state_dir = state_dir;
-  options.worker_path = worker;
+  // Ranks run in their run directory: a relative path would no longer name the program.
+  options.worker_path =
+      worker.find('/') == std::string::npos ? worker : fs::absolute(worker).string();
   options.coordinator_address = absl::StrCat(dial_host, ":", port);
-  options.spec_root = spec_root;
+  options.spec_root = fs::absolute(spec_root).string();
   options.devices = *devices;
   options.max_queued = max_queued;
   options.grace_period_s = grace_period;

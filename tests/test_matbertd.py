@@ -1,0 +1,339 @@
+#!/usr/bin/python3
+"""matbertd end to end, driven by a Python client (Debian's python3-grpcio, stubs generated
+from proto/ by protoc at test time): real daemon, real worker processes, real gRPC on
+loopback, real SQLite. A 2-rank CPU job runs QUEUED → STARTING → RUNNING → SUCCEEDED with
+metrics on WatchJob and a checkpoint whose downloaded bytes match their SHA-256; cancel ends
+CANCELLED with no process left; a SIGKILLed worker fails the attempt and the retry resumes
+at checkpoint step + 1; a SIGKILLed daemon is restarted, the job finishes, and every event
+served before the kill is served again; bad specs, a full queue, health and reflection.
+
+Usage: test_matbertd.py --daemon PATH --worker PATH --proto-dir DIR --configs DIR
+"""
+import argparse
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import grpc
+
+ARGS = None
+v1 = {}  # generated modules
+
+TINY = ["model.hidden_size=32", "model.num_hidden_layers=2", "model.num_attention_heads=2",
+        "model.intermediate_size=64", "matrix.m=6", "matrix.n=6", "matrix.r=2",
+        "training.warmup_steps=2", "training.log_every=1", "training.eval_every=10",
+        "training.eval_samples=8", "training.threads=1", "checkpoint.every=10"]
+
+
+def generate_stubs(out_dir):
+    # Debian's protoc and grpc_python_plugin: python3-grpc-tools 1.14 bundles a protoc that
+    # predates proto3 `optional`.
+    os.makedirs(out_dir, exist_ok=True)
+    protos = sorted(os.path.join(ARGS.proto_dir, "matbert", "v1", f)
+                    for f in os.listdir(os.path.join(ARGS.proto_dir, "matbert", "v1"))
+                    if f.endswith(".proto"))
+    subprocess.run(["protoc", f"-I{ARGS.proto_dir}", f"--python_out={out_dir}",
+                    f"--grpc_python_out={out_dir}",
+                    "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin", *protos],
+                   check=True)
+    sys.path.insert(0, out_dir)
+    from matbert.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc  # noqa: E402
+    from matbert.v1 import cluster_service_pb2, cluster_service_pb2_grpc  # noqa: E402
+    v1.update(job=job_pb2, js=job_service_pb2, jsg=job_service_pb2_grpc,
+              cs=cluster_service_pb2, csg=cluster_service_pb2_grpc)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def job_processes(job_id, attempt=None):
+    """pids of processes whose environment says they belong to the job (and attempt)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        if env.get(b"MATBERT_JOB_ID") == job_id.encode() and (
+                attempt is None or env.get(b"MATBERT_ATTEMPT") == str(attempt).encode()):
+            found.append((int(pid), int(env.get(b"RANK", b"-1"))))
+    return found
+
+
+class Daemon:
+    def __init__(self, state_dir, port, *extra):
+        self.state_dir, self.port, self.extra = state_dir, port, extra
+        self.proc = None
+        os.makedirs(state_dir, exist_ok=True)
+        self.log = open(os.path.join(state_dir, "matbertd.out"), "ab")
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [ARGS.daemon, "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state_dir,
+             "--gpus", "none", "--cpu-slots", "2", "--worker", ARGS.worker,
+             "--spec-root", ARGS.configs, *self.extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        grpc.channel_ready_future(self.channel).result(timeout=10)
+        self.jobs = v1["jsg"].JobServiceStub(self.channel)
+        return self
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.channel.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.channel.close()
+        self.log.close()
+
+
+def spec_text():
+    with open(os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")) as f:
+        return f.read()
+
+
+class MatbertdTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="matbertd_test_")
+        cls.daemon = Daemon(os.path.join(cls.tmp.name, "state"), free_port(),
+                            "--max-queued", "3").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        cls.tmp.cleanup()
+
+    def submit(self, daemon, *overrides, **kw):
+        request = v1["js"].SubmitJobRequest(spec_toml=spec_text(), overrides=TINY + list(overrides),
+                                            source_name="bert_matcomp_cpu.toml", **kw)
+        return daemon.jobs.SubmitJob(request, timeout=10).job_id
+
+    def watch(self, daemon, job_id, after_seq=0, until=None, timeout=300):
+        """Events until the stream ends (job final) or `until(event)` is true."""
+        events = []
+        stream = daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=job_id, after_seq=after_seq),
+                                      timeout=timeout)
+        for event in stream:
+            events.append(event)
+            if until and until(event):
+                stream.cancel()
+                break
+        return events
+
+    def states(self, events):
+        return [v1["job"].JobState.Name(e.state_change.state) for e in events
+                if e.WhichOneof("event") == "state_change"]
+
+    def test_train_job_succeeds_with_metrics_and_checkpoint_download(self):
+        d = self.daemon
+        job_id = self.submit(d, "training.steps=20", "job.gpus=2", "job.name=two_ranks")
+        events = self.watch(d, job_id)
+        self.assertEqual([e.seq for e in events], list(range(1, len(events) + 1)))
+        self.assertEqual(self.states(events), ["JOB_STATE_QUEUED", "JOB_STATE_STARTING",
+                                               "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"])
+        train = [e.metrics for e in events if e.WhichOneof("event") == "metrics"
+                 and e.metrics.kind == "train"]
+        self.assertEqual([m.step for m in train], list(range(1, 21)))
+        self.assertEqual(train[0].values["world_size"], 2)
+        self.assertTrue(all(m.values["loss"] > 0 for m in train))
+        evals = [e.metrics for e in events if e.WhichOneof("event") == "metrics"
+                 and e.metrics.kind == "eval"]
+        self.assertEqual([m.step for m in evals], [10, 20])
+        ckpts = [e.checkpoint for e in events if e.WhichOneof("event") == "checkpoint"]
+        self.assertEqual([(c.step, c.path) for c in ckpts],
+                         [(10, "checkpoints/step-0000010"), (20, "checkpoints/step-0000020")])
+
+        job = d.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
+        self.assertEqual(job.state, v1["job"].JOB_STATE_SUCCEEDED)
+        self.assertEqual((job.step, job.total_steps, job.name), (20, 20, "two_ranks"))
+        self.assertAlmostEqual(job.loss, train[-1].values["loss"])
+        self.assertEqual(len(job.attempts), 1)
+        self.assertEqual(list(job.devices), [])
+
+        listed = d.jobs.ListCheckpoints(v1["js"].ListCheckpointsRequest(job_id=job_id))
+        self.assertEqual([c.step for c in listed.checkpoints], [10, 20])
+        run_dir = job.run_dir
+        for c in listed.checkpoints:
+            path = os.path.join(run_dir, c.path)
+            self.assertEqual(c.size_bytes, sum(os.path.getsize(os.path.join(path, f))
+                                               for f in os.listdir(path)))
+        self.assertAlmostEqual(listed.checkpoints[1].eval["eval_rmse"], evals[1].values["eval_rmse"])
+
+        chunks = list(d.jobs.DownloadCheckpoint(v1["js"].DownloadCheckpointRequest(job_id=job_id)))
+        self.assertEqual(chunks[0].step, 20)
+        manifest = {f.name: f for f in chunks[0].manifest}
+        self.assertIn("model.safetensors", manifest)
+        received = {}
+        for c in chunks[1:]:
+            self.assertEqual(c.offset, len(received.get(c.file, b"")))
+            received[c.file] = received.get(c.file, b"") + c.data
+        ckpt_dir = os.path.join(run_dir, "checkpoints", "step-0000020")
+        self.assertEqual(sorted(received), sorted(os.listdir(ckpt_dir)))
+        for name, data in received.items():
+            with open(os.path.join(ckpt_dir, name), "rb") as f:
+                on_disk = f.read()
+            self.assertEqual(data, on_disk)
+            self.assertEqual(hashlib.sha256(data).hexdigest(), manifest[name].sha256)
+            self.assertEqual(len(data), manifest[name].size)
+        with self.assertRaises(grpc.RpcError) as e:
+            list(d.jobs.DownloadCheckpoint(v1["js"].DownloadCheckpointRequest(job_id=job_id, step=7)))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertIn("10, 20", e.exception.details())
+
+        logs = list(d.jobs.StreamLogs(v1["js"].StreamLogsRequest(job_id=job_id)))
+        lines = [l for b in logs for l in b.lines]
+        self.assertEqual({l.rank for l in lines}, {0, 1})
+        self.assertTrue(any("step 20/20" in l.text for l in lines if l.rank == 0))
+        tail = list(d.jobs.StreamLogs(v1["js"].StreamLogsRequest(job_id=job_id, rank=0, tail_lines=2)))
+        self.assertEqual(len([l for b in tail for l in b.lines]), 2)
+
+    def test_cancel_ends_cancelled_and_leaves_no_process(self):
+        d = self.daemon
+        job_id = self.submit(d, "training.steps=5000", "job.gpus=2", grace_period_seconds=15)
+        self.watch(d, job_id, until=lambda e: e.WhichOneof("event") == "metrics")
+        self.assertEqual(len(job_processes(job_id)), 2)
+        start = time.time()
+        d.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id))
+        events = self.watch(d, job_id)
+        self.assertEqual(self.states(events)[-1], "JOB_STATE_CANCELLED")
+        self.assertLess(time.time() - start, 15 + 5)
+        self.assertEqual(job_processes(job_id), [])
+        with self.assertRaises(grpc.RpcError) as e:
+            d.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+
+    def test_killed_worker_fails_attempt_and_retry_resumes_from_checkpoint(self):
+        d = self.daemon
+        job_id = self.submit(d, "training.steps=40", "job.gpus=2", "job.max_restarts=1")
+        seen = self.watch(d, job_id, until=lambda e: e.WhichOneof("event") == "checkpoint")
+        rank1 = [pid for pid, rank in job_processes(job_id, 1) if rank == 1]
+        self.assertEqual(len(rank1), 1)
+        os.kill(rank1[0], signal.SIGKILL)
+        events = self.watch(d, job_id, after_seq=seen[-1].seq)
+        self.assertEqual(self.states(events)[-1], "JOB_STATE_SUCCEEDED")
+        job = d.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
+        self.assertEqual(len(job.attempts), 2)
+        self.assertEqual(job.attempts[0].state, v1["job"].JOB_STATE_FAILED)
+        self.assertIn("rank 1 was killed by signal 9", job.attempts[0].reason)
+        resumed = job.attempts[1].resumed_from_step
+        self.assertGreaterEqual(resumed, 10)
+        self.assertEqual(resumed % 10, 0)
+        # After the retry's STARTING event, the first training step is the checkpoint's + 1.
+        all_events = self.watch(d, job_id)
+        start = next(i for i, e in enumerate(all_events) if e.WhichOneof("event") == "state_change"
+                     and e.state_change.attempt == 2)
+        first = next(e.metrics for e in all_events[start:]
+                     if e.WhichOneof("event") == "metrics" and e.metrics.kind == "train")
+        self.assertEqual(first.step, resumed + 1)
+        self.assertEqual(job_processes(job_id, 1), [])
+
+    def test_bad_specs_full_queue_health_and_reflection(self):
+        d = self.daemon
+        with self.assertRaises(grpc.RpcError) as e:
+            self.submit(d, "training.lr=50")
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("training.lr", e.exception.details())
+        with self.assertRaises(grpc.RpcError) as e:
+            self.submit(d, "job.gpus=3")
+        self.assertIn("job.gpus must be between 1 and 2", e.exception.details())
+        with self.assertRaises(grpc.RpcError) as e:
+            d.jobs.SubmitJob(v1["js"].SubmitJobRequest(
+                spec_toml='[model]\narch = "../../etc/passwd"\n'), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("model.arch", e.exception.details())
+        with self.assertRaises(grpc.RpcError) as e:
+            d.jobs.GetJob(v1["js"].GetJobRequest(job_id="nosuch"))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertIn("nosuch", e.exception.details())
+
+        # Two slots: one 2-slot job runs, the next three wait (--max-queued 3), a fifth is refused.
+        blocker = self.submit(d, "training.steps=5000", "job.gpus=2")
+        self.watch(d, blocker, until=lambda e: e.WhichOneof("event") == "state_change"
+                   and e.state_change.state == v1["job"].JOB_STATE_RUNNING)
+        queued = [self.submit(d, "training.steps=5", f"job.priority={p}") for p in (0, 5, 0)]
+        with self.assertRaises(grpc.RpcError) as e:
+            self.submit(d, "training.steps=5")
+        self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("--max-queued 3", e.exception.details())
+        cluster = v1["csg"].ClusterServiceStub(d.channel).GetCluster(v1["cs"].GetClusterRequest())
+        self.assertEqual([dev.job_id for dev in cluster.devices], [blocker, blocker])
+        self.assertEqual([q.job_id for q in cluster.queue], [queued[1], queued[0], queued[2]])
+        self.assertEqual(d.jobs.GetJob(v1["js"].GetJobRequest(job_id=queued[0])).queue_position, 2)
+        for job_id in [blocker] + queued:
+            d.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id, force=True))
+        for job_id in [blocker] + queued:
+            self.assertEqual(self.states(self.watch(d, job_id))[-1], "JOB_STATE_CANCELLED")
+
+        health = d.channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=5)
+        self.assertEqual(health, b"\x08\x01")  # status: SERVING
+        reflection = d.channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+        reply = b"".join(reflection(iter([b"\x3a\x00"]), timeout=5))  # list_services: ""
+        for service in (b"matbert.v1.JobService", b"matbert.v1.ClusterService",
+                        b"matbert.v1.WorkerService", b"grpc.health.v1.Health"):
+            self.assertIn(service, reply)
+
+
+class DaemonRestartTest(unittest.TestCase):
+    def test_killed_daemon_restarts_adopts_job_and_keeps_every_event(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_restart_") as tmp:
+            daemon = Daemon(os.path.join(tmp, "state"), free_port()).start()
+            case = MatbertdTest()
+            job_id = case.submit(daemon, "training.steps=60", "job.gpus=2")
+            before = case.watch(daemon, job_id, until=lambda e: e.WhichOneof("event") == "metrics"
+                                and e.metrics.step >= 15)
+            workers = job_processes(job_id)
+            self.assertEqual(len(workers), 2)
+            daemon.kill()
+            time.sleep(2)  # the ranks keep training and queue their reports
+            self.assertEqual(sorted(job_processes(job_id)), sorted(workers))
+            daemon.start()
+            after = case.watch(daemon, job_id)
+            self.assertEqual(case.states(after)[-1], "JOB_STATE_SUCCEEDED")
+            # Every event served before the kill is served again, unchanged, in place.
+            self.assertEqual(after[:len(before)], before)
+            self.assertEqual([e.seq for e in after], list(range(1, len(after) + 1)))
+            train = [e.metrics.step for e in after if e.WhichOneof("event") == "metrics"
+                     and e.metrics.kind == "train"]
+            self.assertEqual(train, list(range(1, 61)))  # reports queued while it was down
+            job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
+            self.assertEqual(len(job.attempts), 1, "adopted, not retried")
+            daemon.stop()
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--daemon", required=True)
+    parser.add_argument("--worker", required=True)
+    parser.add_argument("--proto-dir", required=True)
+    parser.add_argument("--configs", required=True)
+    ARGS, rest = parser.parse_known_args()
+    with tempfile.TemporaryDirectory(prefix="matbert_stubs_") as stubs:
+        generate_stubs(stubs)
+        result = unittest.main(argv=[sys.argv[0], "-v", *rest], exit=False).result
+    sys.exit(0 if result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()
