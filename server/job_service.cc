@@ -78,7 +78,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
     return Reply(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0"));
   }
   for (const JobView& view : coordinator_->List(states, request->limit())) {
-    ToProto(view, coordinator_->options(), response->add_jobs());
+    v1::Job* job = response->add_jobs();
+    ToProto(view, coordinator_->options(), job);
+    job->clear_spec_toml();  // kilobytes per job; GetJob has it
   }
   return Reply(ctx, grpc::Status::OK);
 }

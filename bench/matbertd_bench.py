@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""matbertd benchmark: submit-to-start latency (median, p99) of small generate jobs, and the
+daemon's RSS and submit rate with N jobs queued behind a running one.
+
+Usage: bench/matbertd_bench.py --daemon build/server/matbertd --worker build/worker/matbert-worker
+           [--latency-jobs 30] [--queued 10000]
+Latency is measured by the daemon's own clock: the STARTING event (every rank spawned) and
+the RUNNING event (every rank registered over gRPC) against the job's submit time.
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def ms(ts):
+    return ts.seconds * 1000 + ts.nanos / 1e6
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--daemon", required=True)
+    p.add_argument("--worker", required=True)
+    p.add_argument("--latency-jobs", type=int, default=30)
+    p.add_argument("--queued", type=int, default=10000)
+    a = p.parse_args()
+    tmp = tempfile.mkdtemp(prefix="matbertd_bench_")
+    subprocess.run(["protoc", f"-I{ROOT}/proto", f"--python_out={tmp}", f"--grpc_python_out={tmp}",
+                    "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
+                    *[f"{ROOT}/proto/matbert/v1/{f}" for f in os.listdir(f"{ROOT}/proto/matbert/v1")]],
+                   check=True)
+    sys.path.insert(0, tmp)
+    from matbert.v1 import job_service_pb2 as js, job_service_pb2_grpc as jsg, job_pb2
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(os.path.join(tmp, "matbertd.out"), "wb")
+    daemon = subprocess.Popen([a.daemon, "--listen", f"127.0.0.1:{port}", "--state-dir",
+                               os.path.join(tmp, "state"), "--gpus", "none", "--cpu-slots", "1",
+                               "--worker", a.worker, "--max-queued", str(a.queued + 10)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    grpc.channel_ready_future(channel).result(timeout=10)
+    jobs = jsg.JobServiceStub(channel)
+    spec = open(os.path.join(ROOT, "configs", "bert_matcomp_cpu.toml")).read()
+    gen = ["job.kind=generate", "generate.n_samples=10", "matrix.m=6", "matrix.n=6", "matrix.r=2"]
+
+    started, running = [], []
+    for _ in range(a.latency_jobs):
+        r = jobs.SubmitJob(js.SubmitJobRequest(spec_toml=spec, overrides=gen))
+        submit = ms(r.job.submit_time)
+        for e in jobs.WatchJob(js.WatchJobRequest(job_id=r.job_id)):
+            if e.WhichOneof("event") != "state_change":
+                continue
+            if e.state_change.state == job_pb2.JOB_STATE_STARTING:
+                started.append(ms(e.time) - submit)
+            if e.state_change.state == job_pb2.JOB_STATE_RUNNING:
+                running.append(ms(e.time) - submit)
+    def stats(xs):
+        xs = sorted(xs)
+        return f"median {xs[len(xs) // 2]:.0f} ms, p99 {xs[min(len(xs) - 1, int(len(xs) * 0.99))]:.0f} ms"
+    print(f"submit -> all ranks started (STARTING): {stats(started)}  [{len(started)} jobs]")
+    print(f"submit -> all ranks registered (RUNNING): {stats(running)}  [{len(running)} jobs]")
+
+    blocker = jobs.SubmitJob(js.SubmitJobRequest(spec_toml=spec, overrides=["training.steps=100000"])).job_id
+    t0 = time.time()
+    for _ in range(a.queued):
+        jobs.SubmitJob(js.SubmitJobRequest(spec_toml=spec, overrides=gen))
+    dt = time.time() - t0
+    with open(f"/proc/{daemon.pid}/status") as f:
+        rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+    t0 = time.time()
+    listed = len(jobs.ListJobs(js.ListJobsRequest(states=[job_pb2.JOB_STATE_QUEUED])).jobs)
+    list_s = time.time() - t0
+    print(f"{a.queued} jobs queued: {a.queued / dt:.0f} submits/s; daemon RSS {rss:.0f} MB; "
+          f"ListJobs(QUEUED) of {listed} in {list_s * 1000:.0f} ms")
+    jobs.CancelJob(js.CancelJobRequest(job_id=blocker, force=True))
+    daemon.terminate()
+    daemon.wait()
+
+
+if __name__ == "__main__":
+    main()
