@@ -6,9 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/free_port.h"
 #include "server/cluster_service.h"
 #include "server/core/coordinator.h"
 #include "server/core/devices.h"
@@ -39,21 +38,6 @@ std::string DefaultWorkerPath() {
     if (access(candidate.c_str(), X_OK) == 0) return fs::weakly_canonical(candidate).string();
   }
   return "matbert-worker";
-}
-
-int PickFreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 }  // namespace
@@ -113,7 +97,12 @@ int main(int argc, char** argv) {
   }
   std::string host = listen.substr(0, colon);
   if (port == 0) {
-    port = PickFreePort();
+    absl::StatusOr<int> free_port = matbert::PickFreeLoopbackPort();
+    if (!free_port.ok()) {
+      absl::FPrintF(stderr, "matbertd: %s\n", free_port.status().message());
+      return 1;
+    }
+    port = *free_port;
     listen = absl::StrCat(host, ":", port);
   }
   const std::string dial_host =

@@ -1,8 +1,6 @@
 #include "server/core/coordinator.h"
 
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "common/free_port.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -30,24 +29,6 @@ int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// A TCP port that was free a moment ago, for the ranks' rendezvous (MASTER_PORT).
-absl::StatusOr<int> FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ErrnoStatus(errno, "socket", "");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return ErrnoStatus(err, "cannot find a free port", "");
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // The daemon's environment minus what the launcher sets per rank.
@@ -427,7 +408,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
     if (options_.devices[d].kind == "gpu")
       visible.push_back(std::to_string(options_.devices[d].index));
   }
-  absl::StatusOr<int> port = FreePort();
+  absl::StatusOr<int> port = PickFreeLoopbackPort();
   std::string failure;
   if (!port.ok()) failure = std::string(port.status().message());
   const std::vector<std::string> base_env = BaseEnvironment();
