@@ -5,7 +5,9 @@ loopback, real SQLite. A 2-rank CPU job runs QUEUED → STARTING → RUNNING →
 metrics on WatchJob and a checkpoint whose downloaded bytes match their SHA-256; cancel ends
 CANCELLED with no process left; a SIGKILLed worker fails the attempt and the retry resumes
 at checkpoint step + 1; a SIGKILLed daemon is restarted, the job finishes, and every event
-served before the kill is served again; bad specs, a full queue, health and reflection.
+served before the kill is served again; ranks lost while the daemon was down are retried
+from their checkpoint; a silent (SIGSTOPped) rank fails its attempt after the heartbeat
+timeout; bad specs, a full queue, health and reflection.
 
 Usage: test_matbertd.py --daemon PATH --worker PATH --proto-dir DIR --configs DIR
 """
@@ -128,11 +130,11 @@ class MatbertdTest(unittest.TestCase):
                                             source_name="bert_matcomp_cpu.toml", **kw)
         return daemon.jobs.SubmitJob(request, timeout=10).job_id
 
-    def watch(self, daemon, job_id, after_seq=0, until=None, timeout=300):
+    def watch(self, daemon, job_id, after_seq=0, until=None, timeout=300, include_logs=False):
         """Events until the stream ends (job final) or `until(event)` is true."""
         events = []
-        stream = daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=job_id, after_seq=after_seq),
-                                      timeout=timeout)
+        stream = daemon.jobs.WatchJob(v1["js"].WatchJobRequest(
+            job_id=job_id, after_seq=after_seq, include_logs=include_logs), timeout=timeout)
         for event in stream:
             events.append(event)
             if until and until(event):
@@ -147,7 +149,12 @@ class MatbertdTest(unittest.TestCase):
     def test_train_job_succeeds_with_metrics_and_checkpoint_download(self):
         d = self.daemon
         job_id = self.submit(d, "training.steps=20", "job.gpus=2", "job.name=two_ranks")
-        events = self.watch(d, job_id)
+        events = self.watch(d, job_id, include_logs=True)
+        # Log lines (seq 0, not stored) come from both ranks, the rest are numbered events.
+        logs = [e.log for e in events if e.WhichOneof("event") == "log"]
+        self.assertEqual({l.rank for l in logs}, {0, 1})
+        self.assertTrue(all(e.seq == 0 for e in events if e.WhichOneof("event") == "log"))
+        events = [e for e in events if e.WhichOneof("event") != "log"]
         self.assertEqual([e.seq for e in events], list(range(1, len(events) + 1)))
         self.assertEqual(self.states(events), ["JOB_STATE_QUEUED", "JOB_STATE_STARTING",
                                                "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"])
@@ -318,6 +325,44 @@ class DaemonRestartTest(unittest.TestCase):
             self.assertEqual(train, list(range(1, 61)))  # reports queued while it was down
             job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
             self.assertEqual(len(job.attempts), 1, "adopted, not retried")
+            daemon.stop()
+
+    def test_ranks_that_died_while_the_daemon_was_down_are_retried_from_checkpoint(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_restart_") as tmp:
+            daemon = Daemon(os.path.join(tmp, "state"), free_port()).start()
+            case = MatbertdTest()
+            # max_restarts = 0: losing the ranks to a daemon outage is not the job's failure.
+            job_id = case.submit(daemon, "training.steps=40", "job.gpus=2", "job.max_restarts=0")
+            case.watch(daemon, job_id, until=lambda e: e.WhichOneof("event") == "checkpoint")
+            daemon.kill()
+            for pid, _ in job_processes(job_id):
+                os.kill(pid, signal.SIGKILL)
+            daemon.start()
+            events = case.watch(daemon, job_id)
+            self.assertEqual(case.states(events)[-1], "JOB_STATE_SUCCEEDED")
+            self.assertIn("JOB_STATE_RETRYING", case.states(events))
+            job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
+            self.assertEqual(len(job.attempts), 2)
+            self.assertIn("while matbertd was down", job.attempts[0].reason)
+            self.assertGreaterEqual(job.attempts[1].resumed_from_step, 10)
+            daemon.stop()
+
+    def test_silent_rank_fails_the_attempt_after_the_heartbeat_timeout(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_heartbeat_") as tmp:
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(),
+                            "--heartbeat-timeout", "3").start()
+            case = MatbertdTest()
+            job_id = case.submit(daemon, "training.steps=5000", "job.gpus=2", "job.max_restarts=0")
+            case.watch(daemon, job_id, until=lambda e: e.WhichOneof("event") == "metrics")
+            rank1 = [pid for pid, rank in job_processes(job_id) if rank == 1]
+            os.kill(rank1[0], signal.SIGSTOP)  # alive, but silent
+            start = time.time()
+            events = case.watch(daemon, job_id, timeout=60)
+            self.assertEqual(case.states(events)[-1], "JOB_STATE_FAILED")
+            self.assertLess(time.time() - start, 30)
+            job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
+            self.assertIn("rank 1 sent no heartbeat for 3 s", job.failure)
+            self.assertEqual(job_processes(job_id), [])
             daemon.stop()
 
 
