@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import grpc
@@ -31,6 +32,7 @@ def main():
     p.add_argument("--worker", required=True)
     p.add_argument("--latency-jobs", type=int, default=30)
     p.add_argument("--queued", type=int, default=10000)
+    p.add_argument("--watchers", type=int, default=100)
     a = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="matbertd_bench_")
     subprocess.run(["protoc", f"-I{ROOT}/proto", f"--python_out={tmp}", f"--grpc_python_out={tmp}",
@@ -70,6 +72,60 @@ def main():
         return f"median {xs[len(xs) // 2]:.0f} ms, p99 {xs[min(len(xs) - 1, int(len(xs) * 0.99))]:.0f} ms"
     print(f"submit -> all ranks started (STARTING): {stats(started)}  [{len(started)} jobs]")
     print(f"submit -> all ranks registered (RUNNING): {stats(running)}  [{len(running)} jobs]")
+
+    # WatchJob fan-out: a training job reporting every step, followed by 1 and then by
+    # `--watchers` streams; latency = receipt on the client - the event's stored time.
+    tiny = ["model.hidden_size=32", "model.num_hidden_layers=2", "model.num_attention_heads=2",
+            "model.intermediate_size=64", "matrix.m=6", "matrix.n=6", "matrix.r=2",
+            "training.warmup_steps=2", "training.log_every=5", "training.eval_every=0",
+            "training.eval_samples=8", "training.threads=1", "training.steps=100000"]
+    trainer = jobs.SubmitJob(js.SubmitJobRequest(spec_toml=spec, overrides=tiny)).job_id
+    for e in jobs.WatchJob(js.WatchJobRequest(job_id=trainer)):
+        if e.WhichOneof("event") == "metrics":
+            last_seq = e.seq
+            break
+
+    def follow(n, seconds=8.0):
+        """Delivery delays of new metrics events to each of n watchers over `seconds`."""
+        delays, streams, threads = [], [], []
+        lock = threading.Lock()
+        opened = time.time() * 1000 + 500  # events stored after all streams are open
+
+        def run(stream):
+            try:
+                for e in stream:
+                    now = time.time() * 1000
+                    if e.WhichOneof("event") == "metrics" and ms(e.time) > opened:
+                        with lock:
+                            delays.append(now - ms(e.time))
+            except grpc.RpcError:
+                pass
+        for _ in range(n):
+            stream = jobs.WatchJob(js.WatchJobRequest(job_id=trainer, after_seq=last_seq))
+            streams.append(stream)
+            threads.append(threading.Thread(target=run, args=(stream,), daemon=True))
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        for st in streams:
+            st.cancel()
+        for t in threads:
+            t.join()
+        return delays
+
+    def cpu_seconds(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    for n in (1, a.watchers):
+        daemon_cpu, client_cpu = cpu_seconds(daemon.pid), time.process_time()
+        d = follow(n)
+        daemon_cpu = cpu_seconds(daemon.pid) - daemon_cpu
+        client_cpu = time.process_time() - client_cpu
+        print(f"WatchJob with {n} watcher(s): event delivery {stats(d)}  [{len(d)} deliveries; "
+              f"CPU s: daemon {daemon_cpu:.1f}, this client {client_cpu:.1f}]")
+    jobs.CancelJob(js.CancelJobRequest(job_id=trainer, force=True))
 
     blocker = jobs.SubmitJob(js.SubmitJobRequest(spec_toml=spec, overrides=["training.steps=100000"])).job_id
     t0 = time.time()

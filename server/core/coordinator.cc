@@ -307,6 +307,15 @@ absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& jo
       return absl::NotFoundError(absl::StrCat("no job with id \"", job_id, "\""));
     }
     ended = IsFinal(it->second.record.state);
+    const std::deque<EventRecord>& recent = it->second.recent;
+    if (!ended && !recent.empty() && recent.front().seq <= after_seq + 1) {
+      EventPage page;
+      for (auto e = recent.begin() + std::max<int64_t>(0, after_seq + 1 - recent.front().seq);
+           e != recent.end() && static_cast<int>(page.events.size()) < limit; ++e) {
+        page.events.push_back(*e);
+      }
+      return page;
+    }
   }
   // Read after looking at the state: a job that had ended has all its events stored.
   ASSIGN_OR_RETURN(std::vector<EventRecord> events, store_->EventsAfter(job_id, after_seq, limit));
@@ -350,13 +359,23 @@ void Coordinator::NotifyWatchers(const std::string& job_id) {
 
 void Coordinator::AppendEvent(const std::string& job_id, const std::string& kind,
                               const std::string& payload, const std::string& dedupe_key) {
-  auto seq = store_->AppendEvent(job_id, Now(), kind, payload, dedupe_key);
+  const int64_t now = Now();
+  auto seq = store_->AppendEvent(job_id, now, kind, payload, dedupe_key);
   if (!seq.ok()) {
     fprintf(stderr, "matbertd: cannot store an event of job %s: %s\n", job_id.c_str(),
             std::string(seq.status().message()).c_str());
     return;
   }
-  if (*seq > 0) pending_notify_.push_back(job_id);
+  if (*seq == 0) return;  // a resent duplicate
+  JobEntry& entry = jobs_.at(job_id);
+  if (entry.recent.empty() || entry.recent.back().seq == *seq - 1) {
+    entry.recent.push_back({*seq, now, kind, payload});
+    if (entry.recent.size() > kRecentEvents) entry.recent.pop_front();
+  } else {
+    entry.recent.clear();  // a gap (cannot happen with one writer); let SQLite answer
+  }
+  if (IsFinal(entry.record.state)) entry.recent.clear();
+  pending_notify_.push_back(job_id);
 }
 
 void Coordinator::SaveJob(const JobRecord& job) {

@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -146,7 +147,11 @@ class Coordinator {
     JobRecord record;
     std::vector<AttemptRecord> attempts;  // finished ones; the live one is in `live`
     std::unique_ptr<LiveAttempt> live;
+    // The newest stored events of a job that has not ended, so that watchers following it
+    // read memory instead of SQLite. Dropped when the job ends.
+    std::deque<EventRecord> recent;
   };
+  static constexpr size_t kRecentEvents = 1024;
 
   Coordinator(CoordinatorOptions options, ProcessLauncher* launcher,
               std::unique_ptr<JobStore> store);
