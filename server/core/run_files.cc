@@ -1,7 +1,6 @@
 #include "server/core/run_files.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/sha256.h"
 #include "common/unique_fd.h"
 
 namespace matbert {
@@ -40,29 +40,6 @@ std::vector<CheckpointDir> ListCheckpointDirs(const std::string& run_dir) {
   std::sort(out.begin(), out.end(),
             [](const CheckpointDir& a, const CheckpointDir& b) { return a.step < b.step; });
   return out;
-}
-
-absl::StatusOr<std::string> Sha256File(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus(errno, "cannot open", path);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::vector<char> buf(1 << 20);
-  ssize_t n;
-  while ((n = ::read(fd.get(), buf.data(), buf.size())) > 0) EVP_DigestUpdate(ctx, buf.data(), n);
-  const int err = errno;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
-  if (n < 0) return ErrnoStatus(err, "cannot read", path);
-  static const char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
 }
 
 absl::StatusOr<std::vector<FileDigest>> DigestDirectory(const std::string& dir) {

@@ -31,9 +31,6 @@ struct FileDigest {
 // Regular files of a directory, sorted by name, with their SHA-256.
 absl::StatusOr<std::vector<FileDigest>> DigestDirectory(const std::string& dir);
 
-// SHA-256 of a file, lowercase hex.
-absl::StatusOr<std::string> Sha256File(const std::string& path);
-
 struct LogLineAt {
   std::string text;  // without the newline
   int64_t end = 0;   // offset just past the newline
