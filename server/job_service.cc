@@ -41,6 +41,7 @@ int64_t AppendLogLines(const std::string& path, int rank, int64_t offset, v1::Lo
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* request,
                                                     v1::SubmitJobResponse* response) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   SubmitRequest submit;
   submit.spec_toml = request->spec_toml();
   submit.overrides.assign(request->overrides().begin(), request->overrides().end());
@@ -57,6 +58,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                  const v1::GetJobRequest* request,
                                                  v1::Job* response) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   absl::StatusOr<JobView> view = coordinator_->Get(request->job_id());
   if (view.ok()) ToProto(*view, coordinator_->options(), response);
   return Reply(ctx, ToGrpc(view.status()));
@@ -65,6 +67,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* request,
                                                    v1::ListJobsResponse* response) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   std::vector<JobState> states;
   for (int s : request->states()) {
     if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
@@ -88,13 +91,17 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                     const v1::CancelJobRequest* request,
                                                     v1::Job* response) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   absl::StatusOr<JobView> view = coordinator_->Cancel(request->job_id(), request->force());
   if (view.ok()) ToProto(*view, coordinator_->options(), response);
   return Reply(ctx, ToGrpc(view.status()));
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
-    grpc::CallbackServerContext*, const v1::WatchJobRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) {
+    return StreamWriter<v1::JobEvent>::Start([denied](auto*) { return denied; });
+  }
   return StreamWriter<v1::JobEvent>::Start([coordinator = coordinator_, request = *request](
                                                StreamWriter<v1::JobEvent>* writer) {
     const std::string& job_id = request.job_id();
@@ -151,7 +158,10 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
 }
 
 grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
-    grpc::CallbackServerContext*, const v1::StreamLogsRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::StreamLogsRequest* request) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) {
+    return StreamWriter<v1::LogBatch>::Start([denied](auto*) { return denied; });
+  }
   return StreamWriter<v1::LogBatch>::Start(
       [coordinator = coordinator_, request = *request](StreamWriter<v1::LogBatch>* writer) {
         absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
@@ -202,6 +212,7 @@ grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
 grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(grpc::CallbackServerContext* ctx,
                                                           const v1::ListCheckpointsRequest* request,
                                                           v1::ListCheckpointsResponse* response) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   absl::StatusOr<JobView> view = coordinator_->Get(request->job_id());
   if (!view.ok()) return Reply(ctx, ToGrpc(view.status()));
   // Eval metrics by step, to attach the latest at or before each checkpoint.
@@ -235,7 +246,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(grpc::CallbackServerCo
 }
 
 grpc::ServerWriteReactor<v1::CheckpointChunk>* JobServiceImpl::DownloadCheckpoint(
-    grpc::CallbackServerContext*, const v1::DownloadCheckpointRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::DownloadCheckpointRequest* request) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) {
+    return StreamWriter<v1::CheckpointChunk>::Start([denied](auto*) { return denied; });
+  }
   return StreamWriter<v1::CheckpointChunk>::Start([coordinator = coordinator_, request = *request](
                                                       StreamWriter<v1::CheckpointChunk>* writer) {
     absl::StatusOr<JobView> view = coordinator->Get(request.job_id());

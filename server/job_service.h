@@ -3,14 +3,16 @@
 #pragma once
 
 #include "matbert/v1/job_service.grpc.pb.h"
+#include "server/authenticator.h"
 #include "server/core/coordinator.h"
 
 namespace matbert {
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  // `coordinator` must outlive the service.
-  explicit JobServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+  // `coordinator` and `auth` must outlive the service.
+  JobServiceImpl(Coordinator* coordinator, const Authenticator* auth)
+      : coordinator_(coordinator), auth_(auth) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* request,
@@ -35,6 +37,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
 
  private:
   Coordinator* const coordinator_;
+  const Authenticator* const auth_;
 };
 
 }  // namespace matbert

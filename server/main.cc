@@ -16,7 +16,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/file_util.h"
 #include "common/free_port.h"
+#include "server/authenticator.h"
 #include "server/cluster_service.h"
 #include "server/core/coordinator.h"
 #include "server/core/devices.h"
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
   int heartbeat_timeout = 30;
   std::string worker = DefaultWorkerPath();
   std::string spec_root = ".";
+  std::string token_file;
   app.set_config("--config", "", "TOML file with any of these options (listen = \"…\")");
   app.add_option("--listen", listen, "gRPC address (host:port; port 0 picks a free one)")
       ->capture_default_str();
@@ -85,7 +88,26 @@ int main(int argc, char** argv) {
   app.add_option("--spec-root", spec_root,
                  "Directory where model.arch files named by submitted specs are read")
       ->capture_default_str();
+  app.add_option("--token-file", token_file,
+                 "Require this bearer token (the file's first line) on every call; "
+                 "MATBERT_TOKEN in the environment does the same");
   CLI11_PARSE(app, argc, argv);
+
+  std::string token;
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> text = matbert::ReadFileToString(token_file);
+    if (!text.ok()) {
+      absl::FPrintF(stderr, "matbertd: --token-file: %s\n", text.status().message());
+      return 2;
+    }
+    token = text->substr(0, text->find('\n'));
+    if (token.empty()) {
+      absl::FPrintF(stderr, "matbertd: --token-file: %s holds no token\n", token_file);
+      return 2;
+    }
+  } else if (const char* env = std::getenv("MATBERT_TOKEN"); env != nullptr) {
+    token = env;
+  }
 
   // Port 0: choose one now, so the address workers dial is known before anything starts.
   const size_t colon = listen.rfind(':');
@@ -125,6 +147,7 @@ int main(int argc, char** argv) {
   options.max_queued = max_queued;
   options.grace_period_s = grace_period;
   options.heartbeat_timeout_s = heartbeat_timeout;
+  options.token = token;
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -139,9 +162,10 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "matbertd: %s\n", coordinator.status().message());
     return 1;
   }
-  matbert::JobServiceImpl jobs(coordinator->get());
-  matbert::ClusterServiceImpl cluster(coordinator->get());
-  matbert::WorkerServiceImpl workers(coordinator->get());
+  const matbert::Authenticator auth(token);
+  matbert::JobServiceImpl jobs(coordinator->get(), &auth);
+  matbert::ClusterServiceImpl cluster(coordinator->get(), &auth);
+  matbert::WorkerServiceImpl workers(coordinator->get(), &auth);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -159,8 +183,8 @@ int main(int argc, char** argv) {
   }
   std::string kinds =
       absl::StrCat(devices->size(), " ", (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
-  absl::PrintF("matbertd listening on %s; %s; state in %s\n", listen, kinds,
-               (*coordinator)->options().state_dir);
+  absl::PrintF("matbertd listening on %s; %s; state in %s%s\n", listen, kinds,
+               (*coordinator)->options().state_dir, auth.enabled() ? "; token required" : "");
   fflush(stdout);
 
   int signal = 0;

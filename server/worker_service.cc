@@ -7,10 +7,14 @@ namespace {
 
 WorkerKey KeyOf(const v1::WorkerId& id) { return {id.job_id(), id.attempt(), id.rank()}; }
 
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpc(status));
+  reactor->Finish(status);
   return reactor;
+}
+
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  return Reply(ctx, ToGrpc(status));
 }
 
 }  // namespace
@@ -18,6 +22,7 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::St
 grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx,
                                                       const v1::RegisterRequest* request,
                                                       v1::RegisterResponse* response) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   absl::StatusOr<int> interval = coordinator_->Register(KeyOf(request->worker()), request->pid());
   if (interval.ok()) response->set_heartbeat_interval_ms(*interval);
   return Reply(ctx, interval.status());
@@ -26,12 +31,14 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
                                                        const v1::HeartbeatRequest* request,
                                                        v1::HeartbeatResponse*) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   return Reply(ctx, coordinator_->Heartbeat(KeyOf(request->worker()), request->step()));
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::ReportMetrics(grpc::CallbackServerContext* ctx,
                                                            const v1::ReportMetricsRequest* request,
                                                            v1::Ack*) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   std::vector<MetricsRecord> records;
   for (const v1::Metrics& m : request->records()) {
     MetricsRecord record;
@@ -45,6 +52,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportMetrics(grpc::CallbackServerC
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::AnnounceCheckpoint(
     grpc::CallbackServerContext* ctx, const v1::AnnounceCheckpointRequest* request, v1::Ack*) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   return Reply(
       ctx, coordinator_->AnnounceCheckpoint(KeyOf(request->worker()), request->checkpoint().step(),
                                             request->checkpoint().path()));
@@ -53,6 +61,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::AnnounceCheckpoint(
 grpc::ServerUnaryReactor* WorkerServiceImpl::ReportExit(grpc::CallbackServerContext* ctx,
                                                         const v1::ReportExitRequest* request,
                                                         v1::Ack*) {
+  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
   return Reply(ctx, coordinator_->ReportExit(KeyOf(request->worker()), request->exit_code(),
                                              request->message()));
 }

@@ -3,13 +3,15 @@
 #pragma once
 
 #include "matbert/v1/worker_service.grpc.pb.h"
+#include "server/authenticator.h"
 #include "server/core/coordinator.h"
 
 namespace matbert {
 
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  explicit WorkerServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+  WorkerServiceImpl(Coordinator* coordinator, const Authenticator* auth)
+      : coordinator_(coordinator), auth_(auth) {}
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const v1::RegisterRequest* request,
                                      v1::RegisterResponse* response) override;
@@ -28,6 +30,7 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
 
  private:
   Coordinator* const coordinator_;
+  const Authenticator* const auth_;
 };
 
 }  // namespace matbert

@@ -92,6 +92,7 @@ class Daemon:
             stdout=self.log, stderr=subprocess.STDOUT)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=10)
+        time.sleep(0.2)  # the port is open slightly before the services answer
         self.jobs = v1["jsg"].JobServiceStub(self.channel)
         return self
 
@@ -345,6 +346,33 @@ class DaemonRestartTest(unittest.TestCase):
             self.assertEqual(len(job.attempts), 2)
             self.assertIn("while matbertd was down", job.attempts[0].reason)
             self.assertGreaterEqual(job.attempts[1].resumed_from_step, 10)
+            daemon.stop()
+
+    def test_token_is_required_from_clients_and_reaches_the_ranks(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_token_") as tmp:
+            token_file = os.path.join(tmp, "token")
+            with open(token_file, "w") as f:
+                f.write("s3cret-token\n")
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(),
+                            "--token-file", token_file).start()
+            case = MatbertdTest()
+            request = v1["js"].SubmitJobRequest(spec_toml=spec_text(), overrides=TINY + [
+                "job.kind=generate", "generate.n_samples=20"])
+            for metadata in ([], [("authorization", "Bearer wrong")]):
+                with self.assertRaises(grpc.RpcError) as e:
+                    daemon.jobs.SubmitJob(request, metadata=metadata, timeout=10)
+                self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+            auth = [("authorization", "Bearer s3cret-token")]
+            job_id = daemon.jobs.SubmitJob(request, metadata=auth, timeout=10).job_id
+            with self.assertRaises(grpc.RpcError) as e:
+                list(daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=job_id)))
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+            events = list(daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=job_id),
+                                               metadata=auth, timeout=120))
+            # The generate rank registered with the token it was given (RUNNING) and ended.
+            self.assertEqual(case.states(events)[-2:], ["JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"])
+            data = os.path.join(tmp, "state", "data", job_id)
+            self.assertTrue(os.path.exists(os.path.join(data, "train", "dataset_info.json")), os.listdir(data))
             daemon.stop()
 
     def test_silent_rank_fails_the_attempt_after_the_heartbeat_timeout(self):

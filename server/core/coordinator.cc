@@ -448,6 +448,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
         {"MATBERT_ATTEMPT", std::to_string(live->record.number)},
     };
     for (const auto& [key, value] : vars) request.env.push_back(absl::StrCat(key, "=", value));
+    if (!options_.token.empty()) request.env.push_back("MATBERT_TOKEN=" + options_.token);
     request.log_path = absl::StrCat(run_dir, "/logs/rank-", rank, ".log");
     request.cwd = run_dir;
     request.process_group = live->group;

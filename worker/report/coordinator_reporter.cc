@@ -26,6 +26,7 @@ using Message =
 
 struct CoordinatorReporter::Impl {
   std::string address;
+  std::string token;  // MATBERT_TOKEN, sent as a bearer token when set
   v1::WorkerId id;
   std::unique_ptr<v1::WorkerService::Stub> stub;
   std::atomic<bool>* stop = nullptr;
@@ -39,9 +40,15 @@ struct CoordinatorReporter::Impl {
   int64_t step = 0;           // guarded by mu
   std::thread thread;
 
+  // Every call: a deadline, and the token when there is one.
+  void Prepare(grpc::ClientContext& ctx) const {
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  }
+
   grpc::Status Send(const Message& m) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    Prepare(ctx);
     v1::Ack ack;
     if (auto* r = std::get_if<v1::ReportMetricsRequest>(&m))
       return stub->ReportMetrics(&ctx, *r, &ack);
@@ -75,7 +82,7 @@ struct CoordinatorReporter::Impl {
       grpc::Status status;
       if (!registered) {
         grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        Prepare(ctx);
         v1::RegisterRequest request;
         *request.mutable_worker() = id;
         request.set_pid(getpid());
@@ -88,7 +95,7 @@ struct CoordinatorReporter::Impl {
         }
       } else if (Clock::now() >= next_heartbeat) {
         grpc::ClientContext ctx;
-        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        Prepare(ctx);
         v1::HeartbeatRequest request;
         *request.mutable_worker() = id;
         {
@@ -113,7 +120,8 @@ struct CoordinatorReporter::Impl {
         }
       }
       if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
-          status.error_code() == grpc::StatusCode::NOT_FOUND) {
+          status.error_code() == grpc::StatusCode::NOT_FOUND ||
+          status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
         Abandon(status);
         return;
       }
@@ -144,6 +152,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::FromEn
   if (address == nullptr || *address == '\0') return nullptr;
   auto impl = std::make_unique<Impl>();
   impl->address = address;
+  if (const char* token = std::getenv("MATBERT_TOKEN"); token != nullptr) impl->token = token;
   const char* job = std::getenv("MATBERT_JOB_ID");
   if (job == nullptr || *job == '\0') {
     return absl::InvalidArgumentError("MATBERT_JOB_ID must be set with MATBERT_COORDINATOR");
