@@ -1,0 +1,41 @@
+// matbertctl cluster: devices, who holds them, and the queue.
+#include "absl/strings/str_format.h"
+#include "client/commands.h"
+#include "client/exit_codes.h"
+#include "client/job_format.h"
+
+namespace matbert {
+
+int RunCluster(Connection& conn) {
+  v1::GetClusterRequest request;
+  v1::Cluster cluster;
+  auto ctx = conn.NewContext();
+  grpc::Status status = conn.cluster().GetCluster(ctx.get(), request, &cluster);
+  if (!status.ok()) return conn.Fail(status, "cluster");
+  if (conn.options().json) {
+    PrintJson(ClusterJson(cluster));
+    return kCtlOk;
+  }
+  int held = 0;
+  for (const v1::Device& d : cluster.devices()) held += d.job_id().empty() ? 0 : 1;
+  absl::PrintF("matbertd %s at %s: %d %s device(s), %d held, %d queued job(s)\n", cluster.version(),
+               conn.options().addr, cluster.devices_size(), cluster.device_kind(), held,
+               cluster.queue_size());
+  absl::PrintF("%-8s  %-32s  %-10s  %s\n", "DEVICE", "NAME", "MEMORY", "JOB");
+  for (const v1::Device& d : cluster.devices()) {
+    absl::PrintF("%-8s  %-32s  %-10s  %s\n", d.id(), d.name(),
+                 d.memory_bytes() > 0 ? Bytes(d.memory_bytes()) : "-",
+                 d.job_id().empty() ? "free" : d.job_id());
+  }
+  if (cluster.queue_size() > 0) {
+    absl::PrintF("\n%-4s  %-6s  %-24s  %-8s  %s\n", "POS", "JOB", "NAME", "PRIORITY", "DEVICES");
+    int position = 0;
+    for (const v1::QueuedJob& q : cluster.queue()) {
+      absl::PrintF("%-4d  %-6s  %-24s  %-8d  %d\n", ++position, q.job_id(), q.name(), q.priority(),
+                   q.devices_requested());
+    }
+  }
+  return kCtlOk;
+}
+
+}  // namespace matbert

@@ -1,0 +1,108 @@
+// matbertctl status [JOB] and cancel JOB.
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/commands.h"
+#include "client/exit_codes.h"
+#include "client/job_format.h"
+
+namespace matbert {
+namespace {
+
+// Cuts `text` to `width` columns, marking the cut with "~".
+std::string Fit(const std::string& text, size_t width) {
+  return text.size() <= width ? text : text.substr(0, width - 1) + "~";
+}
+
+std::string LossText(double loss) { return std::isnan(loss) ? "-" : absl::StrFormat("%.4f", loss); }
+
+// One job in detail, attempts included.
+void PrintJob(const v1::Job& job) {
+  absl::PrintF("job %s  %s  %s\n", job.id(), job.name(), StateName(job.state()));
+  absl::PrintF("  kind        %s, %d device(s), priority %d, max restarts %d\n", job.kind(),
+               job.devices_requested(), job.priority(), job.max_restarts());
+  if (job.queue_position() > 0) absl::PrintF("  queue       position %d\n", job.queue_position());
+  if (job.devices_size() > 0) absl::PrintF("  devices     %s\n", DevicesText(job));
+  absl::PrintF("  progress    step %d of %d, loss %s\n", job.step(), job.total_steps(),
+               LossText(job.loss()));
+  absl::PrintF("  submitted   %s (%s ago)\n", Rfc3339(job.submit_time()), Age(job.submit_time()));
+  if (job.has_start_time()) absl::PrintF("  started     %s\n", Rfc3339(job.start_time()));
+  if (job.has_end_time()) absl::PrintF("  ended       %s\n", Rfc3339(job.end_time()));
+  absl::PrintF("  run dir     %s\n", job.run_dir());
+  if (!job.failure().empty()) absl::PrintF("  reason      %s\n", job.failure());
+  for (const v1::Attempt& a : job.attempts()) {
+    absl::PrintF("  attempt %d   %s, started %s%s%s\n", a.number(), StateName(a.state()),
+                 Rfc3339(a.start_time()),
+                 a.resumed_from_step() > 0
+                     ? absl::StrCat(", resumed from step ", a.resumed_from_step())
+                     : "",
+                 a.reason().empty() ? "" : absl::StrCat(": ", a.reason()));
+  }
+}
+
+}  // namespace
+
+int RunStatus(Connection& conn, const std::string& job_id, int limit) {
+  if (!job_id.empty()) {
+    v1::GetJobRequest request;
+    request.set_job_id(job_id);
+    v1::Job job;
+    auto ctx = conn.NewContext();
+    grpc::Status status = conn.jobs().GetJob(ctx.get(), request, &job);
+    if (!status.ok()) return conn.Fail(status, "status " + job_id);
+    if (conn.options().json) {
+      PrintJson(JobJson(job, /*with_spec=*/true));
+    } else {
+      PrintJob(job);
+    }
+    return kCtlOk;
+  }
+  v1::ListJobsRequest request;
+  request.set_limit(limit);
+  v1::ListJobsResponse response;
+  auto ctx = conn.NewContext();
+  grpc::Status status = conn.jobs().ListJobs(ctx.get(), request, &response);
+  if (!status.ok()) return conn.Fail(status, "status");
+  if (conn.options().json) {
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const v1::Job& job : response.jobs()) jobs.push_back(JobJson(job, false));
+    PrintJson({{"jobs", jobs}});
+    return kCtlOk;
+  }
+  // 80 columns: 6 + 18 + 9 + 9 + 13 + 8 + 4, two spaces apart.
+  absl::PrintF("%-6s  %-18s  %-9s  %-9s  %-13s  %-8s  %s\n", "ID", "NAME", "STATE", "DEVICES",
+               "STEP/TOTAL", "LOSS", "AGE");
+  for (const v1::Job& job : response.jobs()) {
+    absl::PrintF("%-6s  %-18s  %-9s  %-9s  %-13s  %-8s  %s\n", job.id(), Fit(job.name(), 18),
+                 StateName(job.state()), Fit(DevicesText(job), 9),
+                 Fit(absl::StrCat(job.step(), "/", job.total_steps()), 13),
+                 Fit(LossText(job.loss()), 8), Age(job.submit_time()));
+  }
+  if (response.jobs_size() == 0) {
+    absl::FPrintF(
+        stderr, "no jobs yet; submit one with: matbertctl submit configs/bert_matcomp_cpu.toml\n");
+  }
+  return kCtlOk;
+}
+
+int RunCancel(Connection& conn, const std::string& job_id, bool force) {
+  v1::CancelJobRequest request;
+  request.set_job_id(job_id);
+  request.set_force(force);
+  v1::Job job;
+  auto ctx = conn.NewContext();
+  grpc::Status status = conn.jobs().CancelJob(ctx.get(), request, &job);
+  if (!status.ok()) return conn.Fail(status, "cancel " + job_id);
+  if (conn.options().json) {
+    PrintJson(JobJson(job, false));
+  } else if (job.state() == v1::JOB_STATE_CANCELLED) {
+    absl::PrintF("cancelled %s (it had not started)\n", job_id);
+  } else {
+    absl::PrintF("cancelling %s: %s sent to its ranks%s\n", job_id, force ? "SIGKILL" : "SIGTERM",
+                 force ? "" : "; SIGKILL follows after the grace period");
+  }
+  return kCtlOk;
+}
+
+}  // namespace matbert

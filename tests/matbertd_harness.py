@@ -1,0 +1,90 @@
+"""Shared pieces of the matbertd/matbertctl integration tests: Python stubs generated from
+proto/ at test time, a real matbertd process, and finding a job's worker processes."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+
+v1 = {}  # generated modules: job, js, jsg, cs, csg
+
+
+def generate_stubs(proto_dir, out_dir):
+    # Debian's protoc and grpc_python_plugin: python3-grpc-tools 1.14 bundles a protoc that
+    # predates proto3 `optional`.
+    os.makedirs(out_dir, exist_ok=True)
+    protos = sorted(os.path.join(proto_dir, "matbert", "v1", f)
+                    for f in os.listdir(os.path.join(proto_dir, "matbert", "v1"))
+                    if f.endswith(".proto"))
+    subprocess.run(["protoc", f"-I{proto_dir}", f"--python_out={out_dir}",
+                    f"--grpc_python_out={out_dir}",
+                    "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin", *protos],
+                   check=True)
+    sys.path.insert(0, out_dir)
+    from matbert.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc  # noqa: E402
+    from matbert.v1 import cluster_service_pb2, cluster_service_pb2_grpc  # noqa: E402
+    v1.update(job=job_pb2, js=job_service_pb2, jsg=job_service_pb2_grpc,
+              cs=cluster_service_pb2, csg=cluster_service_pb2_grpc)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def job_processes(job_id, attempt=None):
+    """pids of processes whose environment says they belong to the job (and attempt)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        if env.get(b"MATBERT_JOB_ID") == job_id.encode() and (
+                attempt is None or env.get(b"MATBERT_ATTEMPT") == str(attempt).encode()):
+            found.append((int(pid), int(env.get(b"RANK", b"-1"))))
+    return found
+
+
+class Daemon:
+    """A matbertd on 127.0.0.1:`port` with 2 CPU slots; set binary/worker/spec_root first."""
+    binary = worker = spec_root = None
+
+    def __init__(self, state_dir, port, *extra):
+        self.state_dir, self.port, self.extra = state_dir, port, extra
+        self.proc = None
+        os.makedirs(state_dir, exist_ok=True)
+        self.log = open(os.path.join(state_dir, "matbertd.out"), "ab")
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [Daemon.binary, "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state_dir,
+             "--gpus", "none", "--cpu-slots", "2", "--worker", Daemon.worker,
+             "--spec-root", Daemon.spec_root, *self.extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        grpc.channel_ready_future(self.channel).result(timeout=10)
+        time.sleep(0.2)  # the port is open slightly before the services answer
+        self.jobs = v1["jsg"].JobServiceStub(self.channel)
+        return self
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.channel.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.channel.close()
+        self.log.close()
