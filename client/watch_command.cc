@@ -2,6 +2,7 @@
 // terminal (step/total, loss, grad-norm, lr, tokens/s, ETA, latest eval against its
 // baselines), plain lines otherwise, JSON lines with --json — then a summary. A restart of
 // matbertd is ridden out by reconnecting after the last event seen.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -93,7 +94,14 @@ int RunWatch(Connection& conn, const std::string& job_id) {
         if (m.kind() == "eval") progress.eval = m;
         if (terminal && m.kind() == "train") {
           clear();
-          std::fputs(progress.Line(20).c_str(), stdout);
+          // A wrapped line could not be redrawn in place: cut it to the terminal's width.
+          std::string line = progress.Line(20);
+          winsize size{};
+          if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 1 &&
+              line.size() >= size.ws_col) {
+            line.resize(size.ws_col - 1);
+          }
+          std::fputs(line.c_str(), stdout);
           drawn = true;
         } else if (!terminal && (m.kind() == "train" || m.kind() == "eval")) {
           absl::PrintF("%s\n", m.kind() == "train"

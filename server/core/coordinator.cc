@@ -631,7 +631,9 @@ absl::StatusOr<int> Coordinator::Register(const WorkerKey& worker, int pid) {
     live->record.state = JobState::kRunning;
     (void)store_->PutAttempt(live->record);
     SetState(entry, JobState::kRunning,
-             absl::StrCat("all ", live->ranks.size(), " ranks registered"));
+             live->ranks.size() == 1
+                 ? std::string("the rank registered")
+                 : absl::StrCat("all ", live->ranks.size(), " ranks registered"));
   }
   Publish(lock);
   return options_.heartbeat_interval_ms;
