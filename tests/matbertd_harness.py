@@ -88,3 +88,16 @@ class Daemon:
             self.proc.wait(timeout=10)
             self.channel.close()
         self.log.close()
+
+
+def run_tests(args, rest):
+    """Points Daemon at the built programs, generates the stubs, runs the calling script's
+    tests (module __main__), and exits with their verdict."""
+    import tempfile
+    import unittest
+    Daemon.binary, Daemon.worker, Daemon.spec_root = args.daemon, args.worker, args.configs
+    with tempfile.TemporaryDirectory(prefix="matbert_stubs_") as stubs:
+        generate_stubs(args.proto_dir, stubs)
+        result = unittest.main(module="__main__", argv=[sys.argv[0], "-v", *rest],
+                               exit=False).result
+    sys.exit(0 if result.wasSuccessful() else 1)

@@ -19,7 +19,7 @@ import unittest
 
 import grpc
 
-from matbertd_harness import Daemon, free_port, generate_stubs, job_processes, v1
+from matbertd_harness import Daemon, free_port, job_processes, run_tests, v1
 
 ARGS = None
 TINY = ["--model.hidden_size", "32", "--model.num_hidden_layers", "2",
@@ -287,12 +287,7 @@ def main():
     for flag in ("--ctl", "--daemon", "--worker", "--proto-dir", "--configs"):
         parser.add_argument(flag, required=True)
     ARGS, rest = parser.parse_known_args()
-    Daemon.binary, Daemon.worker, Daemon.spec_root = ARGS.daemon, ARGS.worker, ARGS.configs
-    with tempfile.TemporaryDirectory(prefix="matbert_stubs_") as stubs:
-        generate_stubs(ARGS.proto_dir, stubs)
-        result = unittest.main(argv=[sys.argv[0], "-v", *rest], exit=False).result
-    sys.exit(0 if result.wasSuccessful() else 1)
-
+    run_tests(ARGS, rest)
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,7 @@ import unittest
 
 import grpc
 
-from matbertd_harness import Daemon, free_port, generate_stubs, job_processes, v1
+from matbertd_harness import Daemon, free_port, job_processes, run_tests, v1
 
 ARGS = None
 
@@ -327,12 +327,7 @@ def main():
     parser.add_argument("--proto-dir", required=True)
     parser.add_argument("--configs", required=True)
     ARGS, rest = parser.parse_known_args()
-    Daemon.binary, Daemon.worker, Daemon.spec_root = ARGS.daemon, ARGS.worker, ARGS.configs
-    with tempfile.TemporaryDirectory(prefix="matbert_stubs_") as stubs:
-        generate_stubs(ARGS.proto_dir, stubs)
-        result = unittest.main(argv=[sys.argv[0], "-v", *rest], exit=False).result
-    sys.exit(0 if result.wasSuccessful() else 1)
-
+    run_tests(ARGS, rest)
 
 if __name__ == "__main__":
     main()
