@@ -75,6 +75,16 @@ class MatbertctlTest(unittest.TestCase):
         self.assertIn(f"job {job_id} SUCCEEDED after", w.stdout)
         self.assertIn(f"download it with: matbertctl download {job_id}", w.stdout)
 
+        events = [json.loads(l) for l in ctl(d, "--json", "watch", job_id, check=0)
+                  .stdout.splitlines()]
+        self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+        self.assertEqual((events[-1]["type"], events[-1]["state"]), ("state", "SUCCEEDED"))
+        train = [e for e in events if e["type"] == "metrics" and e["kind"] == "train"]
+        self.assertEqual([e["step"] for e in train], list(range(1, 21)))
+        self.assertEqual(set(train[0]), {"seq", "time", "type", "kind", "step", "values"})
+        self.assertIn("loss", train[0]["values"])
+        self.assertEqual([e["step"] for e in events if e["type"] == "checkpoint"], [10, 20])
+
         table = ctl(d, "status", check=0).stdout.splitlines()
         self.assertEqual(table[0].split(), ["ID", "NAME", "STATE", "DEVICES", "STEP/TOTAL", "LOSS",
                                             "AGE"])
@@ -163,6 +173,17 @@ class MatbertctlTest(unittest.TestCase):
         self.assertEqual(ctl(d, "watch", failing).returncode, EXIT["failed"])
         self.assertIn("reason:", ctl(d, "watch", failing).stdout)
 
+        bad = os.path.join(self.tmp.name, "bad.toml")
+        with open(bad, "w") as f:
+            f.write("[job]\nname = \"bad\"\n[training]\nlr = 50\n")
+        r = ctl(d, "submit", bad, check=1)
+        self.assertIn(f"{bad}:4: training.lr must be a number", r.stderr)
+        jobs_before = len(json.loads(ctl(d, "--json", "status", check=0).stdout)["jobs"])
+        cancelled = json.loads(ctl(d, "--json", "cancel", self.submit("--priority", "-1",
+                                                                      "--gpus", "2")).stdout)
+        self.assertIn(cancelled["state"], ("CANCELLED", "RUNNING", "STARTING"))
+        self.assertEqual(len(json.loads(ctl(d, "--json", "status", check=0).stdout)["jobs"]),
+                         jobs_before + 1, "the bad spec never reached the daemon")
         for args, code, needle in [
                 (["status", "zzzzzz"], "not_found", 'no job with id "zzzzzz"'),
                 (["watch", "zzzzzz"], "not_found", "zzzzzz"),
