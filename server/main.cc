@@ -24,6 +24,7 @@
 #include "server/core/devices.h"
 #include "server/job_service.h"
 #include "server/launcher/process_launcher.h"
+#include "server/metrics/metrics_endpoint.h"
 #include "server/worker_service.h"
 
 namespace {
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
   std::string worker = DefaultWorkerPath();
   std::string spec_root = ".";
   std::string token_file;
+  std::string metrics_addr;
+  double metrics_retention = 600;
   app.set_config("--config", "", "TOML file with any of these options (listen = \"…\")");
   app.add_option("--listen", listen, "gRPC address (host:port; port 0 picks a free one)")
       ->capture_default_str();
@@ -91,6 +94,12 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file,
                  "Require this bearer token (the file's first line) on every call; "
                  "MATBERT_TOKEN in the environment does the same");
+  app.add_option("--metrics-addr", metrics_addr,
+                 "Serve Prometheus metrics at http://ADDR/metrics (host:port); off when empty");
+  app.add_option("--metrics-retention", metrics_retention,
+                 "Seconds an ended job's training series stay on /metrics")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   std::string token;
@@ -156,6 +165,10 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  matbert::EventMetrics event_metrics;
+  if (!metrics_addr.empty()) {
+    options.on_scheduled = [&event_metrics](double s) { event_metrics.ObserveScheduling(s); };
+  }
   matbert::PosixProcessLauncher launcher;
   auto coordinator = matbert::Coordinator::Create(options, &launcher);
   if (!coordinator.ok()) {
@@ -175,6 +188,17 @@ int main(int argc, char** argv) {
   builder.RegisterService(&cluster);
   builder.RegisterService(&workers);
   builder.SetMaxSendMessageSize(8 << 20);
+  std::unique_ptr<matbert::MetricsEndpoint> metrics;
+  if (!metrics_addr.empty()) {
+    builder.experimental().SetInterceptorCreators(event_metrics.InterceptorFactories());
+    auto endpoint = matbert::MetricsEndpoint::Create(metrics_addr, coordinator->get(),
+                                                     &event_metrics, metrics_retention);
+    if (!endpoint.ok()) {
+      absl::FPrintF(stderr, "matbertd: %s\n", endpoint.status().message());
+      return 1;
+    }
+    metrics = std::move(*endpoint);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     absl::FPrintF(stderr, "matbertd: cannot listen on %s (in use, or not a local address)\n",
@@ -183,8 +207,9 @@ int main(int argc, char** argv) {
   }
   std::string kinds =
       absl::StrCat(devices->size(), " ", (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
-  absl::PrintF("matbertd listening on %s; %s; state in %s%s\n", listen, kinds,
-               (*coordinator)->options().state_dir, auth.enabled() ? "; token required" : "");
+  absl::PrintF("matbertd listening on %s; %s; state in %s%s%s\n", listen, kinds,
+               (*coordinator)->options().state_dir, auth.enabled() ? "; token required" : "",
+               metrics ? absl::StrCat("; metrics on port ", metrics->port()) : "");
   fflush(stdout);
 
   int signal = 0;
@@ -192,6 +217,7 @@ int main(int argc, char** argv) {
   absl::FPrintF(stderr, "matbertd: %s, shutting down (running jobs keep running)\n",
                 strsignal(signal));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  metrics.reset();
   coordinator->reset();
   return 0;
 }

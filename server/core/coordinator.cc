@@ -297,6 +297,27 @@ ClusterView Coordinator::Cluster() const {
   return view;
 }
 
+MetricsSnapshot Coordinator::Metrics(int64_t retention_ms) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  MetricsSnapshot m;
+  for (int s = static_cast<int>(JobState::kQueued); s <= static_cast<int>(JobState::kCancelled);
+       ++s) {
+    m.jobs_by_state[JobStateName(static_cast<JobState>(s))] = 0;
+  }
+  m.queue_depth = static_cast<int>(scheduler_.queue_size());
+  m.devices_total = scheduler_.num_devices();
+  m.devices_allocated = scheduler_.num_devices() - scheduler_.free_devices();
+  const int64_t horizon = Now() - retention_ms;
+  for (const auto& [id, entry] : jobs_) {
+    const JobRecord& r = entry.record;
+    ++m.jobs_by_state[JobStateName(r.state)];
+    if (entry.latest_train.empty() && entry.latest_eval.empty()) continue;
+    if (IsFinal(r.state) && r.end_ms < horizon) continue;
+    m.jobs.push_back({r.id, r.name, r.state, entry.latest_train, entry.latest_eval});
+  }
+  return m;
+}
+
 absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& job_id,
                                                            int64_t after_seq, int limit) const {
   bool ended;
@@ -402,7 +423,10 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   live->record.start_ms = Now();
   live->record.state = JobState::kStarting;
   job.devices = devices;
-  if (job.start_ms == 0) job.start_ms = live->record.start_ms;
+  if (job.start_ms == 0) {
+    job.start_ms = live->record.start_ms;
+    if (options_.on_scheduled) options_.on_scheduled((job.start_ms - job.submit_ms) / 1000.0);
+  }
 
   const std::string run_dir = RunDir(job.id);
   std::vector<std::string> args;
@@ -659,7 +683,8 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
                                         const std::vector<MetricsRecord>& records) {
   std::unique_lock<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(LiveAttempt * live, LiveFor(worker));
-  JobRecord& job = jobs_.at(worker.job_id).record;
+  JobEntry& entry = jobs_.at(worker.job_id);
+  JobRecord& job = entry.record;
   for (const MetricsRecord& record : records) {
     Json values = Json::object();
     for (const auto& [key, value] : record.values) values[key] = value;
@@ -670,11 +695,16 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
     AppendEvent(job.id, "metrics", payload.dump(),
                 absl::StrCat("a", worker.attempt, "/", record.kind, "/", record.step));
     if (record.kind == "train") {
+      entry.latest_train = record.values;
+      entry.latest_train["step"] = static_cast<double>(record.step);
       job.step = std::max(job.step, record.step);
       if (auto it = record.values.find("loss"); it != record.values.end()) {
         job.loss = it->second;
         job.has_loss = true;
       }
+    } else if (record.kind == "eval") {
+      entry.latest_eval = record.values;
+      entry.latest_eval["step"] = static_cast<double>(record.step);
     } else if (record.kind == "summary") {
       auto it = record.values.find("stopped");
       live->stopped_early = it != record.values.end() && it->second != 0;

@@ -42,6 +42,9 @@ struct CoordinatorOptions {
   std::string master_addr = "127.0.0.1";  // MASTER_ADDR of the ranks
   std::string token;                      // handed to ranks as MATBERT_TOKEN; "" = none
   std::function<int64_t()> now_ms;        // Unix ms; default: the system clock
+  // Called with the seconds from submission to the ranks' start of each job's first
+  // attempt (the scheduling latency histogram). Must be cheap and thread-safe.
+  std::function<void(double)> on_scheduled;
 };
 
 // A job as clients see it.
@@ -57,6 +60,22 @@ struct ClusterView {
   std::vector<std::string> holders;  // per device; "" when free
   std::vector<JobRecord> queue;      // in placement order
   std::map<std::string, int> jobs_by_state;
+};
+
+// What /metrics shows (DESIGN.md §9), taken in one pass under the lock.
+struct MetricsSnapshot {
+  std::map<std::string, int> jobs_by_state;  // every state, 0 included
+  int queue_depth = 0;                       // jobs waiting for devices (QUEUED, RETRYING)
+  int devices_total = 0;
+  int devices_allocated = 0;
+  struct Job {
+    std::string id, name;
+    JobState state = JobState::kQueued;
+    std::map<std::string, double> train;  // latest "train" record of rank 0
+    std::map<std::string, double> eval;   // latest "eval" record
+  };
+  // Jobs that have not ended, or ended less than the retention ago, with any metrics.
+  std::vector<Job> jobs;
 };
 
 struct WorkerKey {
@@ -94,6 +113,8 @@ class Coordinator {
   std::vector<JobView> List(const std::vector<JobState>& states, int limit) const;
   absl::StatusOr<JobView> Cancel(const std::string& job_id, bool force);
   ClusterView Cluster() const;
+  // `retention_ms`: how long an ended job's training series stay visible.
+  MetricsSnapshot Metrics(int64_t retention_ms) const;
 
   // Stored events with seq > after_seq (at most `limit`), and whether the job has ended
   // (so no event will follow the last one). NotFound for an unknown job.
@@ -151,6 +172,8 @@ class Coordinator {
     // The newest stored events of a job that has not ended, so that watchers following it
     // read memory instead of SQLite. Dropped when the job ends.
     std::deque<EventRecord> recent;
+    // Latest metrics records for /metrics (not persisted: refilled by the next report).
+    std::map<std::string, double> latest_train, latest_eval;
   };
   static constexpr size_t kRecentEvents = 1024;
 

@@ -10,15 +10,43 @@
 namespace matbert {
 namespace {
 
-// The few NVML entry points we call (nvml.h is not needed to build).
+// The few NVML entry points we call (nvml.h is not needed to build), resolved once.
 struct NvmlMemory {
   unsigned long long total, free, used;
 };
-using NvmlInit = int (*)();
-using NvmlCount = int (*)(unsigned int*);
-using NvmlHandleByIndex = int (*)(unsigned int, void**);
-using NvmlName = int (*)(void*, char*, unsigned int);
-using NvmlMemoryInfo = int (*)(void*, NvmlMemory*);
+struct NvmlUtilization {
+  unsigned int gpu, memory;  // percent
+};
+struct Nvml {
+  int (*init)() = nullptr;
+  int (*count)(unsigned int*) = nullptr;
+  int (*handle)(unsigned int, void**) = nullptr;
+  int (*name)(void*, char*, unsigned int) = nullptr;
+  int (*memory)(void*, NvmlMemory*) = nullptr;
+  int (*utilization)(void*, NvmlUtilization*) = nullptr;
+  bool ok = false;
+};
+
+// NVML stays loaded for the life of the process; nullptr-free only when every symbol exists
+// and nvmlInit succeeded.
+const Nvml& LoadNvml() {
+  static const Nvml nvml = [] {
+    Nvml n;
+    void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) return n;
+    n.init = reinterpret_cast<int (*)()>(dlsym(lib, "nvmlInit_v2"));
+    n.count = reinterpret_cast<int (*)(unsigned int*)>(dlsym(lib, "nvmlDeviceGetCount_v2"));
+    n.handle = reinterpret_cast<int (*)(unsigned int, void**)>(
+        dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
+    n.name = reinterpret_cast<int (*)(void*, char*, unsigned int)>(dlsym(lib, "nvmlDeviceGetName"));
+    n.memory = reinterpret_cast<int (*)(void*, NvmlMemory*)>(dlsym(lib, "nvmlDeviceGetMemoryInfo"));
+    n.utilization = reinterpret_cast<int (*)(void*, NvmlUtilization*)>(
+        dlsym(lib, "nvmlDeviceGetUtilizationRates"));
+    n.ok = n.init && n.count && n.handle && n.name && n.memory && n.utilization && n.init() == 0;
+    return n;
+  }();
+  return nvml;
+}
 
 std::vector<DeviceInfo> CpuSlots(int slots) {
   if (slots <= 0) slots = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
@@ -31,29 +59,40 @@ std::vector<DeviceInfo> CpuSlots(int slots) {
 }  // namespace
 
 std::vector<DeviceInfo> NvmlGpus() {
-  void* lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) return {};
-  auto init = reinterpret_cast<NvmlInit>(dlsym(lib, "nvmlInit_v2"));
-  auto count = reinterpret_cast<NvmlCount>(dlsym(lib, "nvmlDeviceGetCount_v2"));
-  auto handle = reinterpret_cast<NvmlHandleByIndex>(dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
-  auto name = reinterpret_cast<NvmlName>(dlsym(lib, "nvmlDeviceGetName"));
-  auto memory = reinterpret_cast<NvmlMemoryInfo>(dlsym(lib, "nvmlDeviceGetMemoryInfo"));
+  const Nvml& nvml = LoadNvml();
   std::vector<DeviceInfo> gpus;
   unsigned int n = 0;
-  if (init && count && handle && name && memory && init() == 0 && count(&n) == 0) {
-    for (unsigned int i = 0; i < n; ++i) {
-      void* device = nullptr;
-      char text[96] = "GPU";
-      NvmlMemory mem{};
-      if (handle(i, &device) != 0) continue;
-      name(device, text, sizeof(text));
-      memory(device, &mem);
-      gpus.push_back({absl::StrCat("gpu:", i), "gpu", static_cast<int>(i), text,
-                      static_cast<int64_t>(mem.total)});
-    }
+  if (!nvml.ok || nvml.count(&n) != 0) return gpus;
+  for (unsigned int i = 0; i < n; ++i) {
+    void* device = nullptr;
+    char text[96] = "GPU";
+    NvmlMemory mem{};
+    if (nvml.handle(i, &device) != 0) continue;
+    nvml.name(device, text, sizeof(text));
+    nvml.memory(device, &mem);
+    gpus.push_back({absl::StrCat("gpu:", i), "gpu", static_cast<int>(i), text,
+                    static_cast<int64_t>(mem.total)});
   }
-  // NVML stays loaded: unloading it while the driver holds state is not worth the risk.
   return gpus;
+}
+
+std::vector<GpuUsage> NvmlUsage() {
+  const Nvml& nvml = LoadNvml();
+  std::vector<GpuUsage> usage;
+  unsigned int n = 0;
+  if (!nvml.ok || nvml.count(&n) != 0) return usage;
+  for (unsigned int i = 0; i < n; ++i) {
+    void* device = nullptr;
+    NvmlMemory mem{};
+    NvmlUtilization util{};
+    if (nvml.handle(i, &device) != 0 || nvml.memory(device, &mem) != 0 ||
+        nvml.utilization(device, &util) != 0) {
+      continue;
+    }
+    usage.push_back({static_cast<int>(i), util.gpu / 100.0, static_cast<int64_t>(mem.used),
+                     static_cast<int64_t>(mem.total)});
+  }
+  return usage;
 }
 
 absl::StatusOr<std::vector<DeviceInfo>> DiscoverDevices(const std::string& gpus, int cpu_slots) {

@@ -25,4 +25,13 @@ absl::StatusOr<std::vector<DeviceInfo>> DiscoverDevices(const std::string& gpus,
 // GPUs visible through NVML; empty when the library or a driver is missing.
 std::vector<DeviceInfo> NvmlGpus();
 
+struct GpuUsage {
+  int index = 0;           // CUDA index
+  double utilization = 0;  // fraction of the last sample period the GPU was busy, 0..1
+  int64_t memory_used_bytes = 0;
+  int64_t memory_total_bytes = 0;
+};
+// Current utilisation and memory of every NVML GPU; empty without NVML. Thread-safe.
+std::vector<GpuUsage> NvmlUsage();
+
 }  // namespace matbert

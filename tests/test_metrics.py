@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""matbertd's /metrics scraped by a real Prometheus (Debian's `prometheus`, started here on
+loopback with a 1 s scrape interval) during CPU training jobs: through Prometheus's HTTP API
+the job's loss series has many samples and falls, the queue and device gauges saw the
+right values, and every PromQL expression of deploy/grafana/dashboards/matbert.json returns
+data, so the dashboard can never name a metric that does not exist.
+
+Usage: test_metrics.py --daemon PATH --worker PATH --ctl PATH --proto-dir DIR --configs DIR
+           --deploy DIR
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+from matbertd_harness import Daemon, free_port, run_tests
+
+ARGS = None
+TINY = ["--model.hidden_size", "32", "--model.num_hidden_layers", "2",
+        "--model.num_attention_heads", "2", "--model.intermediate_size", "64",
+        "--matrix.m", "6", "--matrix.n", "6", "--matrix.r", "2", "--training.warmup_steps", "2",
+        "--training.log_every", "1", "--training.eval_every", "10", "--training.lr", "0.003",
+        "--training.eval_samples", "8", "--training.threads", "1", "--checkpoint.every", "0"]
+
+
+class Prometheus:
+    def __init__(self, tmp, target):
+        self.port = free_port()
+        config = os.path.join(tmp, "prometheus.yml")
+        # The shipped scrape config, pointed at the test's matbertd and sped up.
+        with open(os.path.join(ARGS.deploy, "prometheus", "prometheus.yml")) as f:
+            text = f.read()
+        text = text.replace("localhost:9464", target).replace("scrape_interval: 5s",
+                                                              "scrape_interval: 1s")
+        with open(config, "w") as f:
+            f.write(text)
+        self.log = open(os.path.join(tmp, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp}/tsdb",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("prometheus did not start")
+
+    def query(self, expr):
+        url = (f"http://127.0.0.1:{self.port}/api/v1/query?" +
+               urllib.parse.urlencode({"query": expr}))
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+def ctl(daemon, *args):
+    env = dict(os.environ, MATBERT_ADDR=f"127.0.0.1:{daemon.port}")
+    r = subprocess.run([ARGS.ctl, *args], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+class MetricsTest(unittest.TestCase):
+    def test_prometheus_scrapes_training_and_every_dashboard_query_has_data(self):
+        with tempfile.TemporaryDirectory(prefix="matbert_metrics_") as tmp:
+            metrics_port = free_port()
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(), "--metrics-addr",
+                            f"127.0.0.1:{metrics_port}", "--metrics-retention", "600").start()
+            prom = Prometheus(tmp, f"127.0.0.1:{metrics_port}")
+            try:
+                spec = os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")
+                first = ctl(daemon, "submit", spec, "-q", *TINY, "--training.steps", "500",
+                            "--name", "metrics_a").strip()
+                time.sleep(3)
+                # Needs both slots while the first holds one: it waits in the queue.
+                second = ctl(daemon, "submit", spec, "-q", *TINY, "--training.steps", "10",
+                             "--gpus", "2", "--name", "metrics_b").strip()
+                ctl(daemon, "watch", first)
+                ctl(daemon, "watch", second)
+                time.sleep(3)  # a few scrapes after the end
+
+                sel = f'{{job_id="{first}",job_name="metrics_a"}}'
+                series = prom.query(f"matbert_train_loss{sel}[10m]")
+                self.assertEqual(len(series), 1)
+                losses = [float(v) for _, v in series[0]["values"]]
+                self.assertGreaterEqual(len(losses), 10)
+                self.assertLess(sum(losses[-3:]) / 3, sum(losses[:3]) / 3, losses)
+                steps = prom.query(f"matbert_train_step{sel}")
+                self.assertEqual(float(steps[0]["value"][1]), 500)
+
+                def scalar(expr):
+                    result = prom.query(expr)
+                    self.assertEqual(len(result), 1, (expr, result))
+                    return float(result[0]["value"][1])
+                self.assertEqual(scalar("matbert_devices_total"), 2)
+                self.assertEqual(scalar("max_over_time(matbert_devices_allocated[10m])"), 2)
+                self.assertEqual(scalar("matbert_devices_allocated"), 0)
+                self.assertEqual(scalar("max_over_time(matbert_queue_depth[10m])"), 1)
+                self.assertEqual(scalar("matbert_queue_depth"), 0)
+                self.assertEqual(scalar('matbert_jobs{state="SUCCEEDED"}'), 2)
+                self.assertEqual(scalar('matbert_jobs{state="RUNNING"}'), 0)
+                self.assertEqual(scalar("matbert_scheduling_latency_seconds_count"), 2)
+                self.assertGreaterEqual(scalar(
+                    'sum(matbert_rpc_requests_total{method="matbert.v1.JobService/SubmitJob",'
+                    'code="OK"})'), 2)
+                self.assertEqual(len(prom.query(f'matbert_eval_baseline_rmse{{job_id="{first}"}}')),
+                                 2)
+
+                with open(os.path.join(ARGS.deploy, "grafana", "dashboards", "matbert.json")) as f:
+                    dashboard = json.load(f)
+                exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+                self.assertGreaterEqual(len(exprs), 12)
+                variable = dashboard["templating"]["list"][0]
+                values = prom.query(variable["definition"].replace(
+                    "label_values(", "group by (job_id) (").replace(", job_id)", ")"))
+                self.assertEqual({v["metric"]["job_id"] for v in values}, {first, second})
+                for expr in exprs:
+                    result = prom.query(expr.replace("$job_id", first))
+                    self.assertTrue(result, f"dashboard query returns no data: {expr}")
+            finally:
+                prom.stop()
+                daemon.stop()
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    for flag in ("--daemon", "--worker", "--ctl", "--proto-dir", "--configs", "--deploy"):
+        parser.add_argument(flag, required=True)
+    ARGS, rest = parser.parse_known_args()
+    run_tests(ARGS, rest)
+
+
+if __name__ == "__main__":
+    main()
