@@ -136,7 +136,7 @@ absl::Status Coordinator::Recover() {
     }
     if (absl::Status held = scheduler_.Hold(r.id, r.devices); !held.ok()) {
       live->failure = absl::StrCat("its devices changed across a daemon restart: ", held.message());
-      live->interrupted = true;
+      live->record.interrupted = true;
       StopAttempt(*live, live->failure, /*force=*/true);
     }
     if (r.cancel_requested) StopAttempt(*live, "cancelled by a client", false);
@@ -538,7 +538,7 @@ void Coordinator::PollAttempt(JobEntry& entry) {
             cause = absl::StrCat("rank ", rank.process.rank, " ended while matbertd was down");
             // Unless rank 0 had already reported a finished run, this attempt was lost to the
             // daemon's restart, not to the job.
-            live.interrupted = !live.completed;
+            live.record.interrupted = !live.completed;
           }
           if (!rank.reported_message.empty()) absl::StrAppend(&cause, ": ", rank.reported_message);
           if (!(rank.status.kind == ProcessStatus::kGone && live.completed)) {
@@ -593,27 +593,19 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
   (void)store_->PutAttempt(live->record);
   entry.attempts.push_back(live->record);
 
-  const int failures = static_cast<int>(
-      std::count_if(entry.attempts.begin(), entry.attempts.end(),
-                    [](const AttemptRecord& a) { return a.state == JobState::kFailed; }));
-  if (outcome == JobState::kFailed && live->interrupted) {
-    job.failure = reason;
-    SetState(entry, JobState::kRetrying,
-             absl::StrCat(reason, "; retrying (not counted as a restart)"));
-    (void)scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested});
-    return;
-  }
-  const int interrupted = static_cast<int>(
-      std::count_if(entry.attempts.begin(), entry.attempts.end(), [](const AttemptRecord& a) {
-        return absl::StrContains(a.reason, "while matbertd was down") ||
-               absl::StrContains(a.reason, "devices changed across a daemon restart");
-      }));
-  if (outcome == JobState::kFailed && failures - interrupted <= job.max_restarts) {
-    job.failure = reason;
-    SetState(entry, JobState::kRetrying,
-             absl::StrCat(reason, "; retry ", failures - interrupted, " of ", job.max_restarts));
-    (void)scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested});
-    return;
+  if (outcome == JobState::kFailed) {
+    const int restarts_used = static_cast<int>(std::count_if(
+        entry.attempts.begin(), entry.attempts.end(),
+        [](const AttemptRecord& a) { return a.state == JobState::kFailed && !a.interrupted; }));
+    if (live->record.interrupted || restarts_used <= job.max_restarts) {
+      job.failure = reason;
+      SetState(entry, JobState::kRetrying,
+               live->record.interrupted
+                   ? absl::StrCat(reason, "; retrying (not counted as a restart)")
+                   : absl::StrCat(reason, "; retry ", restarts_used, " of ", job.max_restarts));
+      (void)scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested});
+      return;
+    }
   }
   job.end_ms = live->record.end_ms;
   job.failure = outcome == JobState::kSucceeded ? "" : reason;

@@ -161,7 +161,6 @@ class Coordinator {
     bool killed = false;         // SIGKILL sent
     int64_t kill_at_ms = 0;      // when to send SIGKILL
     std::string failure;         // first cause of failure; empty if none
-    bool interrupted = false;    // lost to a daemon restart: does not use up a restart
     bool completed = false;      // rank 0 reported a summary of a finished run
     bool stopped_early = false;  // rank 0's summary says it was stopped by a signal
   };

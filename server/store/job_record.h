@@ -61,6 +61,8 @@ struct AttemptRecord {
   int64_t start_ms = 0, end_ms = 0;
   std::string reason;
   int64_t resumed_from_step = 0;
+  // Lost to a restart of matbertd (not the job's fault): does not use up a restart.
+  bool interrupted = false;
   std::vector<WorkerProcess> workers;
 };
 

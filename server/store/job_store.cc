@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS attempts (
   end_ms INTEGER NOT NULL,
   reason TEXT NOT NULL,
   resumed_from_step INTEGER NOT NULL,
+  interrupted INTEGER NOT NULL,
   workers TEXT NOT NULL,
   PRIMARY KEY (job_id, number)
 ) WITHOUT ROWID;
@@ -211,7 +212,8 @@ absl::Status JobStore::PutAttempt(const AttemptRecord& attempt) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
                "INSERT OR REPLACE INTO attempts (job_id, number, state, start_ms, end_ms, "
-               "reason, resumed_from_step, workers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+               "reason, resumed_from_step, interrupted, workers) VALUES (?1, ?2, ?3, ?4, ?5, "
+               "?6, ?7, ?8, ?9)");
   if (!st.ok()) return st.Error("prepare attempt write");
   st.Bind(1, attempt.job_id);
   st.Bind(2, int64_t{attempt.number});
@@ -220,7 +222,8 @@ absl::Status JobStore::PutAttempt(const AttemptRecord& attempt) {
   st.Bind(5, attempt.end_ms);
   st.Bind(6, attempt.reason);
   st.Bind(7, attempt.resumed_from_step);
-  st.Bind(8, workers.dump());
+  st.Bind(8, int64_t{attempt.interrupted});
+  st.Bind(9, workers.dump());
   if (st.Step() != SQLITE_DONE) return st.Error("write attempt");
   return absl::OkStatus();
 }
@@ -316,8 +319,8 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadJobs() const {
 absl::StatusOr<std::vector<AttemptRecord>> JobStore::LoadAttempts(const std::string& job_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
-               "SELECT number, state, start_ms, end_ms, reason, resumed_from_step, workers FROM "
-               "attempts WHERE job_id = ?1 ORDER BY number");
+               "SELECT number, state, start_ms, end_ms, reason, resumed_from_step, interrupted, "
+               "workers FROM attempts WHERE job_id = ?1 ORDER BY number");
   if (!st.ok()) return st.Error("prepare attempt read");
   st.Bind(1, job_id);
   std::vector<AttemptRecord> attempts;
@@ -331,7 +334,8 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::LoadAttempts(const std::str
     a.end_ms = st.Int(3);
     a.reason = st.Text(4);
     a.resumed_from_step = st.Int(5);
-    const Json workers = Json::parse(st.Text(6), nullptr, false);
+    a.interrupted = st.Int(6) != 0;
+    const Json workers = Json::parse(st.Text(7), nullptr, false);
     if (workers.is_array()) {
       for (const Json& w : workers) {
         a.workers.push_back(

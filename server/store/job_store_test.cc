@@ -58,11 +58,12 @@ TEST(JobStore, JobsAndAttemptsSurviveReopen) {
     JobRecord missing = SampleJob("nope");
     EXPECT_EQ((*store)->UpdateJob(missing).code(), absl::StatusCode::kNotFound);
     AttemptRecord attempt{
-        "a1", 2, JobState::kRunning, 5, 0, "", 200, {{0, 1234, 99}, {1, 1235, 100}}};
+        "a1", 2, JobState::kRunning, 5, 0, "", 200, false, {{0, 1234, 99}, {1, 1235, 100}}};
     ASSERT_TRUE((*store)->PutAttempt(attempt).ok());
     attempt.number = 1;
     attempt.state = JobState::kFailed;
     attempt.reason = "lost";
+    attempt.interrupted = true;
     ASSERT_TRUE((*store)->PutAttempt(attempt).ok());
   }
   auto store = JobStore::Open(path);
@@ -93,6 +94,8 @@ TEST(JobStore, JobsAndAttemptsSurviveReopen) {
   EXPECT_EQ((*attempts)[0].number, 1);
   EXPECT_EQ((*attempts)[0].state, JobState::kFailed);
   EXPECT_EQ((*attempts)[0].reason, "lost");
+  EXPECT_TRUE((*attempts)[0].interrupted);
+  EXPECT_FALSE((*attempts)[1].interrupted);
   EXPECT_EQ((*attempts)[1].resumed_from_step, 200);
   ASSERT_EQ((*attempts)[1].workers.size(), 2u);
   EXPECT_EQ((*attempts)[1].workers[1].pid, 1235);
