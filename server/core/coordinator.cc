@@ -141,6 +141,7 @@ absl::Status Coordinator::Recover() {
     }
     if (r.cancel_requested) StopAttempt(*live, "cancelled by a client", false);
     entry.live = std::move(live);
+    live_jobs_.insert(r.id);
   }
   return absl::OkStatus();
 }
@@ -495,6 +496,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   }
   (void)store_->PutAttempt(live->record);
   entry.live = std::move(live);
+  live_jobs_.insert(job.id);
   SetState(
       entry, JobState::kStarting,
       absl::StrCat(
@@ -566,6 +568,7 @@ void Coordinator::PollAttempt(JobEntry& entry) {
 
 void Coordinator::FinishAttempt(JobEntry& entry) {
   std::unique_ptr<LiveAttempt> live = std::move(entry.live);
+  live_jobs_.erase(entry.record.id);
   JobRecord& job = entry.record;
   // Some rank of the group may still linger (a grandchild, a rank we never saw start).
   if (live->group > 0) launcher_->SignalGroup(live->group, SIGKILL);
@@ -765,9 +768,9 @@ void Coordinator::ControlLoop() {
 
 void Coordinator::Tick() {
   std::unique_lock<std::mutex> lock(mu_);
-  for (auto& [id, entry] : jobs_) {
-    if (entry.live) PollAttempt(entry);
-  }
+  // PollAttempt may finish an attempt, which leaves live_jobs_: iterate over a copy.
+  const std::vector<std::string> live(live_jobs_.begin(), live_jobs_.end());
+  for (const std::string& id : live) PollAttempt(jobs_.at(id));
   for (const Placement& placement : scheduler_.Schedule()) {
     StartAttempt(jobs_.at(placement.job_id), placement.devices);
   }

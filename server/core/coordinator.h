@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -207,6 +208,8 @@ class Coordinator {
 
   mutable std::mutex mu_;
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
+  // Jobs with a live attempt: what the control loop polls (not every job ever submitted).
+  std::set<std::string> live_jobs_ ABSL_GUARDED_BY(mu_);
   GangScheduler scheduler_ ABSL_GUARDED_BY(mu_);
   int64_t next_order_ ABSL_GUARDED_BY(mu_) = 1;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
