@@ -120,7 +120,13 @@ absl::Status Coordinator::Recover() {
       rank.last_heartbeat_ms = Now();
       live->ranks.push_back(rank);
     }
-    if (!live->ranks.empty()) live->group = live->ranks[0].process.pid;
+    if (!live->ranks.empty()) {
+      live->group = live->ranks[0].process.pid;
+    } else {
+      // The daemon stopped between recording the attempt and starting its first rank.
+      live->failure = "no rank had started when matbertd stopped";
+      live->record.interrupted = true;
+    }
     // Did rank 0 already report the end of a finished run?
     auto events = store_->EventsAfter(r.id, 0, 1 << 30);
     if (events.ok()) {
