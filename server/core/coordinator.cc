@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
                    JobStore::Open(options.state_dir + "/matbert.db"));
   std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), launcher, std::move(store)));
   RETURN_IF_ERROR(c->Recover());
-  c->control_ = std::thread([raw = c.get()] { raw->ControlLoop(); });
+  if (c->options_.control_thread)
+    c->control_ = std::thread([raw = c.get()] { raw->ControlLoop(); });
   return c;
 }
 

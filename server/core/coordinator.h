@@ -40,6 +40,7 @@ struct CoordinatorOptions {
   int heartbeat_interval_ms = 2000;       // told to workers at Register
   int heartbeat_timeout_s = 30;           // silence (or no Register) that fails an attempt
   int tick_ms = 100;                      // control loop period
+  bool control_thread = true;             // false: nothing runs until TickForTest() (tests)
   std::string master_addr = "127.0.0.1";  // MASTER_ADDR of the ranks
   std::string token;                      // handed to ranks as MATBERT_TOKEN; "" = none
   std::function<int64_t()> now_ms;        // Unix ms; default: the system clock

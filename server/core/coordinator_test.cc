@@ -1,0 +1,238 @@
+// The Coordinator with an injected launcher and clock: failures that real processes make
+// hard to stage (a rank that cannot start, one that never registers, ranks that vanish
+// while the daemon is down) and the bookkeeping around them. End-to-end behaviour with real
+// processes is in tests/test_matbertd.py.
+#include "server/core/coordinator.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+
+namespace matbert {
+namespace {
+
+// Processes that exist only in this table. Thread-compatible (tests drive one thread).
+class ScriptedLauncher : public ProcessLauncher {
+ public:
+  absl::StatusOr<WorkerProcess> Spawn(const SpawnRequest& request) override {
+    if (fail_spawns > 0) {
+      --fail_spawns;
+      return absl::NotFoundError("cannot start /nonexistent/matbert-worker");
+    }
+    spawned.push_back(request);
+    const int pid = next_pid++;
+    return WorkerProcess{request.rank, pid, 1000 + pid};
+  }
+  ProcessStatus Poll(const WorkerProcess& process) override {
+    auto it = status.find(process.pid);
+    return it == status.end() ? ProcessStatus{} : it->second;
+  }
+  bool SignalGroup(pid_t group, int signal) override {
+    signals.push_back({group, signal});
+    return true;
+  }
+  void ExitAll(int code) {
+    for (int pid = 100; pid < next_pid; ++pid) status[pid] = {ProcessStatus::kExited, code};
+  }
+
+  int fail_spawns = 0;
+  int next_pid = 100;
+  std::vector<SpawnRequest> spawned;
+  std::map<int, ProcessStatus> status;
+  std::vector<std::pair<pid_t, int>> signals;
+};
+
+class CoordinatorTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    state_dir_ = absl::StrCat(testing::TempDir(), "/coordinator_test_", getpid(), "_",
+                              testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(state_dir_);
+    spec_ = *ReadFileToString(std::string(MATBERT_SOURCE_DIR) + "/configs/bert_matcomp_cpu.toml");
+  }
+
+  std::unique_ptr<Coordinator> Open(int devices = 2) {
+    CoordinatorOptions options;
+    options.state_dir = state_dir_;
+    options.worker_path = "/usr/bin/matbert-worker";
+    options.coordinator_address = "127.0.0.1:1";
+    options.spec_root = std::string(MATBERT_SOURCE_DIR) + "/configs";
+    options.control_thread = false;
+    options.heartbeat_timeout_s = 30;
+    options.grace_period_s = 10;
+    options.now_ms = [this] { return now_ms_; };
+    for (int i = 0; i < devices; ++i) {
+      options.devices.push_back({absl::StrCat("cpu:", i), "cpu", i, "CPU slot", 0});
+    }
+    auto c = Coordinator::Create(options, &launcher_);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return std::move(*c);
+  }
+
+  std::string Submit(Coordinator& c, std::vector<std::string> overrides) {
+    auto view = c.Submit({spec_, std::move(overrides), "test.toml"});
+    EXPECT_TRUE(view.ok()) << view.status();
+    return view->job.id;
+  }
+
+  // The "state" of each state event, in order.
+  std::vector<std::string> States(Coordinator& c, const std::string& id) {
+    const Coordinator::EventPage page = *c.Events(id, 0, 1000);
+    std::vector<std::string> states;
+    for (const EventRecord& e : page.events) {
+      const std::string key = "\"state\":\"";
+      const size_t at = e.payload.find(key);
+      if (e.kind != "state" || at == std::string::npos) continue;
+      const size_t start = at + key.size();
+      states.push_back(e.payload.substr(start, e.payload.find('"', start) - start));
+    }
+    return states;
+  }
+
+  std::string state_dir_, spec_;
+  int64_t now_ms_ = 1'700'000'000'000;
+  ScriptedLauncher launcher_;
+};
+
+TEST_F(CoordinatorTest, RanksGetTheEnvironmentContractAndSucceedTogether) {
+  auto c = Open();
+  const std::string id = Submit(*c, {"job.gpus=2"});
+  c->TickForTest();
+  ASSERT_EQ(launcher_.spawned.size(), 2u);
+  for (int rank = 0; rank < 2; ++rank) {
+    const SpawnRequest& r = launcher_.spawned[rank];
+    auto has = [&](const std::string& kv) {
+      return std::find(r.env.begin(), r.env.end(), kv) != r.env.end();
+    };
+    EXPECT_TRUE(has(absl::StrCat("RANK=", rank))) << rank;
+    EXPECT_TRUE(has(absl::StrCat("LOCAL_RANK=", rank)));
+    EXPECT_TRUE(has("WORLD_SIZE=2"));
+    EXPECT_TRUE(has("MASTER_ADDR=127.0.0.1"));
+    EXPECT_TRUE(has("CUDA_VISIBLE_DEVICES="));
+    EXPECT_TRUE(has("MATBERT_JOB_ID=" + id));
+    EXPECT_TRUE(has("MATBERT_ATTEMPT=1"));
+    EXPECT_TRUE(has("MATBERT_COORDINATOR=127.0.0.1:1"));
+    EXPECT_EQ(r.argv[1], "train");
+    EXPECT_EQ(r.log_path, c->RunDir(id) + absl::StrCat("/logs/rank-", rank, ".log"));
+  }
+  EXPECT_EQ(launcher_.spawned[0].process_group, 0);
+  EXPECT_EQ(launcher_.spawned[1].process_group, 100) << "rank 1 joins rank 0's group";
+  EXPECT_EQ(c->Register({id, 1, 0}, 100).value(), 2000);
+  EXPECT_EQ(c->Get(id)->job.state, JobState::kStarting);
+  EXPECT_EQ(c->Register({id, 1, 1}, 777).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "pid of another process";
+  ASSERT_TRUE(c->Register({id, 1, 1}, 101).ok());
+  EXPECT_EQ(c->Get(id)->job.state, JobState::kRunning);
+  EXPECT_EQ(c->Register({id, 2, 0}, 100).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "not the live attempt";
+  launcher_.ExitAll(0);
+  c->TickForTest();
+  EXPECT_EQ(c->Get(id)->job.state, JobState::kSucceeded);
+  EXPECT_EQ(c->Cluster().holders, std::vector<std::string>({"", ""}));
+  EXPECT_EQ(States(*c, id),
+            std::vector<std::string>({"QUEUED", "STARTING", "RUNNING", "SUCCEEDED"}));
+}
+
+TEST_F(CoordinatorTest, RankThatCannotStartFailsTheAttemptAndUsesTheRestarts) {
+  auto c = Open();
+  const std::string id = Submit(*c, {"job.max_restarts=1"});
+  launcher_.fail_spawns = 2;
+  c->TickForTest();  // attempt 1: spawn fails, stopping
+  c->TickForTest();  // finished → RETRYING → attempt 2 placed, fails again
+  c->TickForTest();
+  const JobView view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kFailed);
+  ASSERT_EQ(view.attempts.size(), 2u);
+  EXPECT_NE(view.attempts[0].reason.find("cannot start rank 0"), std::string::npos)
+      << view.attempts[0].reason;
+  EXPECT_NE(view.job.failure.find("/nonexistent/matbert-worker"), std::string::npos);
+  EXPECT_TRUE(view.job.devices.empty());
+  EXPECT_EQ(c->Cluster().holders, std::vector<std::string>({"", ""}));
+}
+
+TEST_F(CoordinatorTest, RankThatNeverRegistersIsKilledAfterTheHeartbeatTimeout) {
+  auto c = Open();
+  const std::string id = Submit(*c, {"job.max_restarts=0"});
+  c->TickForTest();
+  now_ms_ += 29'000;
+  c->TickForTest();
+  EXPECT_TRUE(launcher_.signals.empty()) << "still within the timeout";
+  now_ms_ += 2'000;
+  c->TickForTest();
+  // No grace for a silent rank: SIGTERM and SIGKILL to its group at once.
+  ASSERT_EQ(launcher_.signals.size(), 2u);
+  EXPECT_EQ(launcher_.signals[0], std::make_pair(pid_t{100}, SIGTERM));
+  EXPECT_EQ(launcher_.signals[1], std::make_pair(pid_t{100}, SIGKILL));
+  launcher_.status[100] = {ProcessStatus::kSignaled, SIGKILL};
+  c->TickForTest();
+  const JobView view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kFailed);
+  EXPECT_EQ(view.job.failure, "rank 0 did not register within 30 s");
+}
+
+TEST_F(CoordinatorTest, CancelWaitsTheGracePeriodThenKills) {
+  auto c = Open();
+  const std::string id = Submit(*c, {});
+  c->TickForTest();
+  ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
+  ASSERT_TRUE(c->Cancel(id, false).ok());
+  EXPECT_EQ(launcher_.signals, (std::vector<std::pair<pid_t, int>>{{100, SIGTERM}}));
+  now_ms_ += 9'000;
+  c->TickForTest();
+  EXPECT_EQ(launcher_.signals.size(), 1u);
+  now_ms_ += 1'000;
+  c->TickForTest();
+  EXPECT_EQ(launcher_.signals.back(), std::make_pair(pid_t{100}, SIGKILL));
+  launcher_.status[100] = {ProcessStatus::kSignaled, SIGKILL};
+  c->TickForTest();
+  EXPECT_EQ(c->Get(id)->job.state, JobState::kCancelled);
+  EXPECT_EQ(c->Cancel(id, false).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c->Cancel("nosuch", false).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CoordinatorTest, RanksLostWhileTheDaemonWasDownAreRetriedWithoutUsingARestart) {
+  std::string id;
+  {
+    auto c = Open();
+    id = Submit(*c, {"job.max_restarts=0"});
+    c->TickForTest();
+    ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
+  }
+  // The next daemon finds rank 0 gone, with no exit report.
+  launcher_.status[100] = {ProcessStatus::kGone, 0};
+  auto c = Open();
+  EXPECT_EQ(c->Get(id)->job.state, JobState::kRunning) << "adopted until polled";
+  c->TickForTest();  // attempt 1 ends, RETRYING, attempt 2 starts
+  const JobView view = *c->Get(id);
+  ASSERT_EQ(view.attempts.size(), 2u);
+  EXPECT_EQ(view.attempts[0].state, JobState::kFailed);
+  EXPECT_TRUE(view.attempts[0].interrupted);
+  EXPECT_EQ(view.attempts[0].reason, "rank 0 ended while matbertd was down");
+  EXPECT_EQ(view.job.state, JobState::kStarting);
+  EXPECT_EQ(launcher_.spawned.back().argv[1], "train");
+}
+
+TEST_F(CoordinatorTest, QueueOrderAndBadSpecs) {
+  auto c = Open(1);
+  const std::string running = Submit(*c, {});
+  c->TickForTest();
+  for (int i = 0; i < 3; ++i) Submit(*c, {});
+  auto view = c->Submit({spec_, {}, "test.toml"});
+  ASSERT_TRUE(view.ok());  // default --max-queued is 10000
+  EXPECT_EQ(c->Submit({spec_, {"job.gpus=2"}, "test.toml"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto escape = c->Submit({spec_, {"matrix.dataset=../../etc"}, "test.toml"});
+  EXPECT_EQ(escape.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(escape.status().message().find("matrix.dataset"), std::string::npos);
+  EXPECT_EQ(c->Cluster().queue.size(), 4u);
+  EXPECT_EQ(c->Get(running)->queue_position, 0);
+}
+
+}  // namespace
+}  // namespace matbert
