@@ -5,13 +5,25 @@
 
 #include "absl/strings/str_format.h"
 #include "client/exit_codes.h"
+#include "common/file_util.h"
 
 namespace matbert {
 
-Connection::Connection(ClientOptions options) : options_(std::move(options)) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(ClientOptions options) {
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca.empty()) {
+    absl::StatusOr<std::string> pem = ReadFileToString(options.tls_ca);
+    if (!pem.ok()) return pem.status();
+    credentials = grpc::SslCredentials({.pem_root_certs = *pem});
+  }
+  return std::unique_ptr<Connection>(new Connection(std::move(options), credentials));
+}
+
+Connection::Connection(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials)
+    : options_(std::move(options)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.addr, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(options_.addr, credentials, args);
   jobs_ = v1::JobService::NewStub(channel_);
   cluster_ = v1::ClusterService::NewStub(channel_);
 }

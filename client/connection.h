@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "matbert/v1/cluster_service.grpc.pb.h"
 #include "matbert/v1/job_service.grpc.pb.h"
 
@@ -16,12 +17,14 @@ struct ClientOptions {
   std::string addr;         // host:port of matbertd
   std::string addr_source;  // where addr came from: "--addr", "MATBERT_ADDR" or "default"
   std::string token;        // bearer token; "" = none
+  std::string tls_ca;       // PEM file to trust for TLS; "" = plaintext
   bool json = false;        // machine-readable output on read commands
 };
 
 class Connection {
  public:
-  explicit Connection(ClientOptions options);
+  // Fails only when the TLS certificate file cannot be read.
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(ClientOptions options);
 
   v1::JobService::Stub& jobs() { return *jobs_; }
   v1::ClusterService::Stub& cluster() { return *cluster_; }
@@ -35,6 +38,8 @@ class Connection {
   int Fail(const grpc::Status& status, const std::string& what) const;
 
  private:
+  Connection(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials);
+
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;

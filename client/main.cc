@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   app.add_option("--addr", addr, "matbertd address [default: $MATBERT_ADDR, else localhost:50051]");
   app.add_option("--token", client.token, "Bearer token [default: $MATBERT_TOKEN]");
   app.add_flag("--json", client.json, "Machine-readable output (one JSON value per line)");
+  app.add_option("--tls-ca", client.tls_ca,
+                 "Use TLS, trusting this PEM certificate [default: $MATBERT_TLS_CA]");
 
   matbert::SubmitOptions submit;
   std::vector<std::string> sets;
@@ -180,7 +182,15 @@ int main(int argc, char** argv) {
   }
   client.addr = addr;
   if (client.token.empty() && env_token != nullptr) client.token = env_token;
-  matbert::Connection conn(client);
+  if (const char* ca = std::getenv("MATBERT_TLS_CA"); client.tls_ca.empty() && ca != nullptr) {
+    client.tls_ca = ca;
+  }
+  auto opened = matbert::Connection::Open(client);
+  if (!opened.ok()) {
+    absl::FPrintF(stderr, "matbertctl: --tls-ca: %s\n", opened.status().message());
+    return matbert::kCtlUsage;
+  }
+  matbert::Connection& conn = **opened;
 
   if (submit_cmd->parsed()) {
     submit.overrides = sets;

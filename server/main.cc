@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   std::string spec_root = ".";
   std::string token_file;
   std::string metrics_addr;
+  std::string tls_cert, tls_key;
   double metrics_retention = 600;
   app.set_config("--config", "", "TOML file with any of these options (listen = \"…\")");
   app.add_option("--listen", listen, "gRPC address (host:port; port 0 picks a free one)")
@@ -94,6 +95,10 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file,
                  "Require this bearer token (the file's first line) on every call; "
                  "MATBERT_TOKEN in the environment does the same");
+  app.add_option("--tls-cert", tls_cert,
+                 "Serve TLS with this PEM certificate (it must name the --listen host; ranks "
+                 "trust it through MATBERT_TLS_CA)");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_option("--metrics-addr", metrics_addr,
                  "Serve Prometheus metrics at http://ADDR/metrics (host:port); off when empty");
   app.add_option("--metrics-retention", metrics_retention,
@@ -102,6 +107,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
+  if (tls_cert.empty() != tls_key.empty()) {
+    absl::FPrintF(stderr, "matbertd: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!tls_cert.empty()) {
+    absl::StatusOr<std::string> cert = matbert::ReadFileToString(tls_cert);
+    absl::StatusOr<std::string> key = matbert::ReadFileToString(tls_key);
+    if (!cert.ok() || !key.ok()) {
+      absl::FPrintF(stderr, "matbertd: %s\n",
+                    (!cert.ok() ? cert.status() : key.status()).message());
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
   std::string token;
   if (!token_file.empty()) {
     absl::StatusOr<std::string> text = matbert::ReadFileToString(token_file);
@@ -157,6 +179,7 @@ int main(int argc, char** argv) {
   options.grace_period_s = grace_period;
   options.heartbeat_timeout_s = heartbeat_timeout;
   options.token = token;
+  if (!tls_cert.empty()) options.tls_ca_file = fs::absolute(tls_cert).string();
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -183,7 +206,7 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(listen, credentials, &bound_port);
   builder.RegisterService(&jobs);
   builder.RegisterService(&cluster);
   builder.RegisterService(&workers);
@@ -207,9 +230,11 @@ int main(int argc, char** argv) {
   }
   std::string kinds =
       absl::StrCat(devices->size(), " ", (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
-  absl::PrintF("matbertd listening on %s; %s; state in %s%s%s\n", listen, kinds,
-               (*coordinator)->options().state_dir, auth.enabled() ? "; token required" : "",
-               metrics ? absl::StrCat("; metrics on port ", metrics->port()) : "");
+  absl::PrintF(
+      "matbertd listening on %s; %s; state in %s%s%s\n", listen, kinds,
+      (*coordinator)->options().state_dir,
+      absl::StrCat(tls_cert.empty() ? "" : "; TLS", auth.enabled() ? "; token required" : ""),
+      metrics ? absl::StrCat("; metrics on port ", metrics->port()) : "");
   fflush(stdout);
 
   int signal = 0;

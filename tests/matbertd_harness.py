@@ -59,8 +59,8 @@ class Daemon:
     """A matbertd on 127.0.0.1:`port` with 2 CPU slots; set binary/worker/spec_root first."""
     binary = worker = spec_root = None
 
-    def __init__(self, state_dir, port, *extra):
-        self.state_dir, self.port, self.extra = state_dir, port, extra
+    def __init__(self, state_dir, port, *extra, tls_ca=None):
+        self.state_dir, self.port, self.extra, self.tls_ca = state_dir, port, extra, tls_ca
         self.proc = None
         os.makedirs(state_dir, exist_ok=True)
         self.log = open(os.path.join(state_dir, "matbertd.out"), "ab")
@@ -71,7 +71,12 @@ class Daemon:
              "--gpus", "none", "--cpu-slots", "2", "--worker", Daemon.worker,
              "--spec-root", Daemon.spec_root, *self.extra],
             stdout=self.log, stderr=subprocess.STDOUT)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        if self.tls_ca:
+            with open(self.tls_ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(f.read())
+            self.channel = grpc.secure_channel(f"127.0.0.1:{self.port}", credentials)
+        else:
+            self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=10)
         time.sleep(0.2)  # the port is open slightly before the services answer
         self.jobs = v1["jsg"].JobServiceStub(self.channel)

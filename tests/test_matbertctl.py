@@ -33,6 +33,7 @@ EXIT = dict(ok=0, error=1, usage=2, not_found=3, unreachable=4, failed=5, cancel
 def ctl(daemon, *args, check=None, timeout=300, env=None):
     environment = dict(os.environ, MATBERT_ADDR=f"127.0.0.1:{daemon.port}" if daemon else "")
     environment.pop("MATBERT_TOKEN", None)
+    environment.pop("MATBERT_TLS_CA", None)
     environment.update(env or {})
     r = subprocess.run([ARGS.ctl, *args], capture_output=True, text=True, timeout=timeout,
                        env=environment)
@@ -247,6 +248,33 @@ class MatbertctlTest(unittest.TestCase):
         finally:
             server.stop(0)
             upstream.close()
+
+
+class TlsTest(unittest.TestCase):
+    def test_clients_and_ranks_speak_tls_to_a_tls_daemon(self):
+        with tempfile.TemporaryDirectory(prefix="matbertctl_tls_") as tmp:
+            cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "1", "-subj", "/CN=localhost", "-addext",
+                            "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out",
+                            cert], check=True, capture_output=True)
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(), "--tls-cert", cert,
+                            "--tls-key", key, tls_ca=cert).start()
+            spec = os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")
+            # The generate rank reaches RUNNING only by registering over TLS itself.
+            r = ctl(daemon, "--tls-ca", cert, "submit", spec, "--set", "job.kind=generate",
+                    "--set", "generate.n_samples=20", "--watch")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("RUNNING: the rank registered", r.stdout)
+            self.assertIn("SUCCEEDED", r.stdout)
+            r = ctl(daemon, "status", env={"MATBERT_TLS_CA": cert})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = ctl(daemon, "status")  # plaintext to a TLS port
+            self.assertEqual(r.returncode, EXIT["unreachable"], r.stderr)
+            r = ctl(daemon, "--tls-ca", os.path.join(tmp, "missing.pem"), "status")
+            self.assertEqual(r.returncode, EXIT["usage"])
+            self.assertIn("missing.pem", r.stderr)
+            daemon.stop()
 
 
 class LogsFollowRestartTest(unittest.TestCase):

@@ -481,6 +481,9 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
     };
     for (const auto& [key, value] : vars) request.env.push_back(absl::StrCat(key, "=", value));
     if (!options_.token.empty()) request.env.push_back("MATBERT_TOKEN=" + options_.token);
+    if (!options_.tls_ca_file.empty()) {
+      request.env.push_back("MATBERT_TLS_CA=" + options_.tls_ca_file);
+    }
     request.log_path = absl::StrCat(run_dir, "/logs/rank-", rank, ".log");
     request.cwd = run_dir;
     request.process_group = live->group;

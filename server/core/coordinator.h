@@ -43,6 +43,7 @@ struct CoordinatorOptions {
   bool control_thread = true;             // false: nothing runs until TickForTest() (tests)
   std::string master_addr = "127.0.0.1";  // MASTER_ADDR of the ranks
   std::string token;                      // handed to ranks as MATBERT_TOKEN; "" = none
+  std::string tls_ca_file;                // handed to ranks as MATBERT_TLS_CA; "" = plaintext
   std::function<int64_t()> now_ms;        // Unix ms; default: the system clock
   // Called with the seconds from submission to the ranks' start of each job's first
   // attempt (the scheduling latency histogram). Must be cheap and thread-safe.

@@ -9,6 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "matbert/v1/worker_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -169,8 +170,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::FromEn
   }
   impl->id.set_attempt(attempt);
   impl->id.set_rank(rank);
-  impl->stub = v1::WorkerService::NewStub(
-      grpc::CreateChannel(impl->address, grpc::InsecureChannelCredentials()));
+  // MATBERT_TLS_CA: matbertd serves TLS with this certificate (it is its own CA).
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (const char* ca = std::getenv("MATBERT_TLS_CA"); ca != nullptr && *ca != '\0') {
+    absl::StatusOr<std::string> pem = ReadFileToString(ca);
+    if (!pem.ok())
+      return absl::InvalidArgumentError(absl::StrCat("MATBERT_TLS_CA: ", pem.status().message()));
+    credentials = grpc::SslCredentials({.pem_root_certs = *pem});
+  }
+  impl->stub = v1::WorkerService::NewStub(grpc::CreateChannel(impl->address, credentials));
   return std::unique_ptr<CoordinatorReporter>(new CoordinatorReporter(std::move(impl)));
 }
 
