@@ -251,24 +251,30 @@ class MatbertctlTest(unittest.TestCase):
 
 
 class TlsTest(unittest.TestCase):
-    def test_clients_and_ranks_speak_tls_to_a_tls_daemon(self):
+    def test_clients_and_ranks_speak_tls_and_send_the_token(self):
         with tempfile.TemporaryDirectory(prefix="matbertctl_tls_") as tmp:
             cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
                             "1", "-subj", "/CN=localhost", "-addext",
                             "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out",
                             cert], check=True, capture_output=True)
+            token_file = os.path.join(tmp, "token")
+            with open(token_file, "w") as f:
+                f.write("tls-and-token\n")
             daemon = Daemon(os.path.join(tmp, "state"), free_port(), "--tls-cert", cert,
-                            "--tls-key", key, tls_ca=cert).start()
+                            "--tls-key", key, "--token-file", token_file, tls_ca=cert).start()
             spec = os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")
-            # The generate rank reaches RUNNING only by registering over TLS itself.
-            r = ctl(daemon, "--tls-ca", cert, "submit", spec, "--set", "job.kind=generate",
-                    "--set", "generate.n_samples=20", "--watch")
+            # The generate rank reaches RUNNING only by registering over TLS, with the token.
+            r = ctl(daemon, "--tls-ca", cert, "--token", "tls-and-token", "submit", spec,
+                    "--set", "job.kind=generate", "--set", "generate.n_samples=20", "--watch")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("RUNNING: the rank registered", r.stdout)
             self.assertIn("SUCCEEDED", r.stdout)
-            r = ctl(daemon, "status", env={"MATBERT_TLS_CA": cert})
+            r = ctl(daemon, "status", env={"MATBERT_TLS_CA": cert, "MATBERT_TOKEN": "tls-and-token"})
             self.assertEqual(r.returncode, 0, r.stderr)
+            r = ctl(daemon, "--tls-ca", cert, "status")  # no token
+            self.assertEqual(r.returncode, EXIT["unreachable"], r.stderr)
+            self.assertIn("requires a token", r.stderr)
             r = ctl(daemon, "status")  # plaintext to a TLS port
             self.assertEqual(r.returncode, EXIT["unreachable"], r.stderr)
             r = ctl(daemon, "--tls-ca", os.path.join(tmp, "missing.pem"), "status")
