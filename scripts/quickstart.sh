@@ -26,6 +26,11 @@ if ! "$ctl" cluster >/dev/null 2>&1; then
     "$ctl" cluster >/dev/null 2>&1 && break
     sleep 0.2
   done
+  if ! kill -0 "$started" 2>/dev/null; then
+    echo "matbertd did not start; its log ($state/matbertd.log) ends with:" >&2
+    tail -n 5 "$state/matbertd.log" >&2
+    exit 1
+  fi
 fi
 stop_daemon() {
   if [[ -n "$started" && "${QUICKSTART_STOP_DAEMON:-0}" == 1 ]]; then
