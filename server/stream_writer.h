@@ -45,10 +45,6 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     woken_ = true;
     cv_.notify_all();
   }
-  bool cancelled() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return cancelled_;
-  }
 
  private:
   explicit StreamWriter(Body body) {

@@ -114,7 +114,6 @@ absl::Status Coordinator::Recover() {
     live->record = attempts.back();
     attempts.pop_back();
     entry.attempts = std::move(attempts);
-    live->adopted = true;
     for (const WorkerProcess& w : live->record.workers) {
       RankLive rank;
       rank.process = w;
@@ -136,8 +135,8 @@ absl::Status Coordinator::Recover() {
         Json p = Json::parse(e.payload, nullptr, false);
         if (p.is_object() && p.value("attempt", 0) == live->record.number &&
             p.value("kind", "") == "summary") {
-          live->completed = p["values"].value("stopped", 0.0) == 0;
-          live->stopped_early = !live->completed;
+          live->run_end = p["values"].value("stopped", 0.0) == 0 ? LiveAttempt::RunEnd::kCompleted
+                                                                 : LiveAttempt::RunEnd::kStopped;
         }
       }
     }
@@ -550,10 +549,11 @@ void Coordinator::PollAttempt(JobEntry& entry) {
             cause = absl::StrCat("rank ", rank.process.rank, " ended while matbertd was down");
             // Unless rank 0 had already reported a finished run, this attempt was lost to the
             // daemon's restart, not to the job.
-            live.record.interrupted = !live.completed;
+            live.record.interrupted = live.run_end != LiveAttempt::RunEnd::kCompleted;
           }
           if (!rank.reported_message.empty()) absl::StrAppend(&cause, ": ", rank.reported_message);
-          if (!(rank.status.kind == ProcessStatus::kGone && live.completed)) {
+          if (!(rank.status.kind == ProcessStatus::kGone &&
+                live.run_end == LiveAttempt::RunEnd::kCompleted)) {
             StopAttempt(live, cause, false);
           }
         }
@@ -594,7 +594,7 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
   } else if (!live->failure.empty()) {
     outcome = JobState::kFailed;
     reason = live->failure;
-  } else if (live->stopped_early) {
+  } else if (live->run_end == LiveAttempt::RunEnd::kStopped) {
     outcome = JobState::kFailed;
     reason = absl::StrCat("stopped by a signal from outside matbertd after step ", job.step);
   } else {
@@ -712,8 +712,9 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
       entry.latest_eval["step"] = static_cast<double>(record.step);
     } else if (record.kind == "summary") {
       auto it = record.values.find("stopped");
-      live->stopped_early = it != record.values.end() && it->second != 0;
-      live->completed = !live->stopped_early;
+      live->run_end = it != record.values.end() && it->second != 0
+                          ? LiveAttempt::RunEnd::kStopped
+                          : LiveAttempt::RunEnd::kCompleted;
       job.step = std::max(job.step, record.step);
     } else if (record.kind == "generate") {
       job.step = std::max(job.step, record.step);
@@ -752,14 +753,6 @@ absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
 }
 
 // ---- control loop -----------------------------------------------------------------------
-
-void Coordinator::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    wake_ = true;
-  }
-  cv_.notify_all();
-}
 
 void Coordinator::TickForTest() { Tick(); }
 

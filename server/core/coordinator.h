@@ -159,13 +159,12 @@ class Coordinator {
     AttemptRecord record;
     pid_t group = 0;
     std::vector<RankLive> ranks;
-    bool adopted = false;        // started by an earlier coordinator
-    bool stopping = false;       // SIGTERM sent
-    bool killed = false;         // SIGKILL sent
-    int64_t kill_at_ms = 0;      // when to send SIGKILL
-    std::string failure;         // first cause of failure; empty if none
-    bool completed = false;      // rank 0 reported a summary of a finished run
-    bool stopped_early = false;  // rank 0's summary says it was stopped by a signal
+    bool stopping = false;   // SIGTERM sent
+    bool killed = false;     // SIGKILL sent
+    int64_t kill_at_ms = 0;  // when to send SIGKILL
+    std::string failure;     // first cause of failure; empty if none
+    // What rank 0's summary record said: nothing yet, the run finished, or a signal stopped it.
+    enum class RunEnd { kUnknown, kCompleted, kStopped } run_end = RunEnd::kUnknown;
   };
   struct JobEntry {
     JobRecord record;
@@ -199,7 +198,6 @@ class Coordinator {
   JobView ViewOf(const JobEntry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Now() const { return options_.now_ms(); }
-  void Wake();
   // Releases `lock` (held on mu_), then wakes the watchers of jobs that got events.
   void Publish(std::unique_lock<std::mutex>& lock);
   void NotifyWatchers(const std::string& job_id);
