@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """matbertd's /metrics scraped by a real Prometheus (Debian's `prometheus`, started here on
-loopback with a 1 s scrape interval) during CPU training jobs: through Prometheus's HTTP API
+loopback with a 1 s scrape interval) during two CPU jobs (a long one, cancelled once enough
+samples are in, and a 2-slot one queued behind it): through Prometheus's HTTP API
 the job's loss series has many samples and falls, the queue and device gauges saw the
 right values, and every PromQL expression of deploy/grafana/dashboards/matbert.json returns
 data, so the dashboard can never name a metric that does not exist.
@@ -66,10 +67,10 @@ class Prometheus:
         self.log.close()
 
 
-def ctl(daemon, *args):
+def ctl(daemon, *args, code=0):
     env = dict(os.environ, MATBERT_ADDR=f"127.0.0.1:{daemon.port}")
     r = subprocess.run([ARGS.ctl, *args], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    assert r.returncode == code, (args, r.stdout, r.stderr)
     return r.stdout
 
 
@@ -82,24 +83,34 @@ class MetricsTest(unittest.TestCase):
             prom = Prometheus(tmp, f"127.0.0.1:{metrics_port}")
             try:
                 spec = os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")
-                first = ctl(daemon, "submit", spec, "-q", *TINY, "--training.steps", "500",
+                # Long enough for any machine: it is cancelled once Prometheus holds enough
+                # samples, so the number of scrapes does not depend on how fast it trains.
+                first = ctl(daemon, "submit", spec, "-q", *TINY, "--training.steps", "100000",
                             "--name", "metrics_a").strip()
                 time.sleep(3)
                 # Needs both slots while the first holds one: it waits in the queue.
                 second = ctl(daemon, "submit", spec, "-q", *TINY, "--training.steps", "10",
                              "--gpus", "2", "--name", "metrics_b").strip()
-                ctl(daemon, "watch", first)
+                sel = f'{{job_id="{first}",job_name="metrics_a"}}'
+                deadline = time.time() + 180
+                while time.time() < deadline:
+                    counted = prom.query(f"count_over_time(matbert_train_loss{sel}[10m])")
+                    if counted and float(counted[0]["value"][1]) >= 12:
+                        break
+                    time.sleep(1)
+                ctl(daemon, "cancel", first)
+                ctl(daemon, "watch", first, code=6)  # CANCELLED
                 ctl(daemon, "watch", second)
                 time.sleep(3)  # a few scrapes after the end
 
-                sel = f'{{job_id="{first}",job_name="metrics_a"}}'
                 series = prom.query(f"matbert_train_loss{sel}[10m]")
                 self.assertEqual(len(series), 1)
                 losses = [float(v) for _, v in series[0]["values"]]
                 self.assertGreaterEqual(len(losses), 10)
                 self.assertLess(sum(losses[-3:]) / 3, sum(losses[:3]) / 3, losses)
                 steps = prom.query(f"matbert_train_step{sel}")
-                self.assertEqual(float(steps[0]["value"][1]), 500)
+                last_step = json.loads(ctl(daemon, "--json", "status", first))["step"]
+                self.assertEqual(float(steps[0]["value"][1]), last_step)
 
                 def scalar(expr):
                     result = prom.query(expr)
@@ -110,7 +121,8 @@ class MetricsTest(unittest.TestCase):
                 self.assertEqual(scalar("matbert_devices_allocated"), 0)
                 self.assertEqual(scalar("max_over_time(matbert_queue_depth[10m])"), 1)
                 self.assertEqual(scalar("matbert_queue_depth"), 0)
-                self.assertEqual(scalar('matbert_jobs{state="SUCCEEDED"}'), 2)
+                self.assertEqual(scalar('matbert_jobs{state="SUCCEEDED"}'), 1)
+                self.assertEqual(scalar('matbert_jobs{state="CANCELLED"}'), 1)
                 self.assertEqual(scalar('matbert_jobs{state="RUNNING"}'), 0)
                 self.assertEqual(scalar("matbert_scheduling_latency_seconds_count"), 2)
                 self.assertGreaterEqual(scalar(
