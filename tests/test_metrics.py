@@ -2,7 +2,8 @@
 """matbertd's /metrics scraped by a real Prometheus (Debian's `prometheus`, started here on
 loopback with a 1 s scrape interval) during two CPU jobs (a long one, cancelled once enough
 samples are in, and a 2-slot one queued behind it): through Prometheus's HTTP API
-the job's loss series has many samples and falls, the queue and device gauges saw the
+the job's loss series has many samples, each the loss rank 0 wrote for the step scraped with
+it, the queue and device gauges saw the
 right values, and every PromQL expression of deploy/grafana/dashboards/matbert.json returns
 data, so the dashboard can never name a metric that does not exist.
 
@@ -103,11 +104,26 @@ class MetricsTest(unittest.TestCase):
                 ctl(daemon, "watch", second)
                 time.sleep(3)  # a few scrapes after the end
 
-                series = prom.query(f"matbert_train_loss{sel}[10m]")
-                self.assertEqual(len(series), 1)
-                losses = [float(v) for _, v in series[0]["values"]]
+                # Each scrape's loss is the job's own loss at the step scraped with it, as
+                # rank 0 wrote it to metrics.jsonl (a single-step loss: log_every = 1).
+                def samples(name):
+                    series = prom.query(f"{name}{sel}[10m]")
+                    self.assertEqual(len(series), 1, (name, series))
+                    return {t: float(v) for t, v in series[0]["values"]}
+                losses, scraped_steps = samples("matbert_train_loss"), samples("matbert_train_step")
                 self.assertGreaterEqual(len(losses), 10)
-                self.assertLess(sum(losses[-3:]) / 3, sum(losses[:3]) / 3, losses)
+                self.assertEqual(sorted(losses), sorted(scraped_steps))  # the same scrapes
+                written = {}
+                with open(os.path.join(tmp, "state", "runs", first, "metrics.jsonl")) as f:
+                    for line in f:
+                        record = json.loads(line)
+                        if record["kind"] == "train":
+                            written[record["step"]] = record["loss"]
+                for t in sorted(losses):
+                    step = int(scraped_steps[t])
+                    self.assertAlmostEqual(losses[t], written[step], delta=1e-9 * abs(written[step]),
+                                           msg=f"step {step}")
+                self.assertGreaterEqual(len(set(scraped_steps.values())), 8, scraped_steps)
                 steps = prom.query(f"matbert_train_step{sel}")
                 last_step = json.loads(ctl(daemon, "--json", "status", first))["step"]
                 self.assertEqual(float(steps[0]["value"][1]), last_step)

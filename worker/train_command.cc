@@ -123,6 +123,9 @@ int TrainCommand::Run(CoordinatorReporter* reporter) {
   }
   ::signal(SIGTERM, OnStopSignal);
   ::signal(SIGINT, OnStopSignal);
+  // A peer that dies closes its sockets; writing to them must fail with an error this rank can
+  // report, not kill it silently (which would also hide which rank failed first).
+  ::signal(SIGPIPE, SIG_IGN);
 
   if (dist->rank == 0) {
     absl::FPrintF(stderr, "training %s: %d steps, run directory %s\n", spec->job.name,

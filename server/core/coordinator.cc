@@ -3,9 +3,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +34,20 @@ int64_t SystemNowMs() {
 }
 
 // The daemon's environment minus what the launcher sets per rank.
+// How likely a rank's unclean end caused its attempt's failure rather than followed from a
+// peer's: killed from outside first; then failed by itself (its own exit code or message);
+// then ended unseen; last, killed by SIGPIPE, the mark of writing to a peer that had gone.
+int CauseClass(const ProcessStatus& status) {
+  switch (status.kind) {
+    case ProcessStatus::kSignaled:
+      return status.code == SIGPIPE ? 3 : 0;
+    case ProcessStatus::kExited:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
 std::vector<std::string> BaseEnvironment() {
   static const char* kOwn[] = {
       "RANK=",        "LOCAL_RANK=",  "WORLD_SIZE=",           "LOCAL_WORLD_SIZE=",
@@ -531,6 +547,7 @@ void Coordinator::StopAttempt(LiveAttempt& live, const std::string& failure, boo
 void Coordinator::PollAttempt(JobEntry& entry) {
   LiveAttempt& live = *entry.live;
   const int64_t now = Now();
+  std::vector<RankLive*> failed;  // ranks found ended unclean in this pass
   bool all_ended = true;
   for (RankLive& rank : live.ranks) {
     if (!rank.ended) {
@@ -542,32 +559,45 @@ void Coordinator::PollAttempt(JobEntry& entry) {
         if (status.kind == ProcessStatus::kGone && rank.reported_exit) {
           rank.status = {ProcessStatus::kExited, rank.reported_code};
         }
-        const bool clean = rank.status.kind == ProcessStatus::kExited && rank.status.code == 0;
-        if (!clean && !live.stopping) {
-          std::string cause = absl::StrCat("rank ", rank.process.rank, " ", rank.status.Describe());
-          if (rank.status.kind == ProcessStatus::kGone) {
-            cause = absl::StrCat("rank ", rank.process.rank, " ended while matbertd was down");
-            // Unless rank 0 had already reported a finished run, this attempt was lost to the
-            // daemon's restart, not to the job.
-            live.record.interrupted = live.run_end != LiveAttempt::RunEnd::kCompleted;
-          }
-          if (!rank.reported_message.empty()) absl::StrAppend(&cause, ": ", rank.reported_message);
-          if (!(rank.status.kind == ProcessStatus::kGone &&
-                live.run_end == LiveAttempt::RunEnd::kCompleted)) {
-            StopAttempt(live, cause, false);
-          }
+        if (!(rank.status.kind == ProcessStatus::kExited && rank.status.code == 0)) {
+          failed.push_back(&rank);
         }
-      } else if (!live.stopping &&
-                 now - rank.last_heartbeat_ms > int64_t{1000} * options_.heartbeat_timeout_s) {
-        StopAttempt(
-            live,
-            absl::StrCat("rank ", rank.process.rank,
-                         rank.registered ? " sent no heartbeat for " : " did not register within ",
-                         options_.heartbeat_timeout_s, " s"),
-            /*force=*/true);
       }
     }
     all_ended = all_ended && rank.ended;
+  }
+  // When one rank dies its peers soon fail too, often within the same pass: name the likeliest
+  // cause, not the lowest rank.
+  auto order = [](const RankLive* r) {
+    return std::make_tuple(CauseClass(r->status), r->reported_exit ? r->reported_at_ms : INT64_MAX,
+                           r->process.rank);
+  };
+  std::sort(failed.begin(), failed.end(),
+            [&](const RankLive* a, const RankLive* b) { return order(a) < order(b); });
+  for (RankLive* rank : failed) {
+    if (live.stopping) break;
+    std::string cause = absl::StrCat("rank ", rank->process.rank, " ", rank->status.Describe());
+    if (rank->status.kind == ProcessStatus::kGone) {
+      cause = absl::StrCat("rank ", rank->process.rank, " ended while matbertd was down");
+      // Unless rank 0 had already reported a finished run, this attempt was lost to the
+      // daemon's restart, not to the job.
+      live.record.interrupted = live.run_end != LiveAttempt::RunEnd::kCompleted;
+      if (live.run_end == LiveAttempt::RunEnd::kCompleted) continue;
+    }
+    if (!rank->reported_message.empty()) absl::StrAppend(&cause, ": ", rank->reported_message);
+    StopAttempt(live, cause, false);
+  }
+  for (const RankLive& rank : live.ranks) {
+    if (live.stopping) break;
+    if (!rank.ended &&
+        now - rank.last_heartbeat_ms > int64_t{1000} * options_.heartbeat_timeout_s) {
+      StopAttempt(
+          live,
+          absl::StrCat("rank ", rank.process.rank,
+                       rank.registered ? " sent no heartbeat for " : " did not register within ",
+                       options_.heartbeat_timeout_s, " s"),
+          /*force=*/true);
+    }
   }
   if (live.stopping && !live.killed && now >= live.kill_at_ms) {
     live.killed = true;
@@ -749,6 +779,7 @@ absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
   rank.reported_exit = true;
   rank.reported_code = exit_code;
   rank.reported_message = message;
+  rank.reported_at_ms = Now();
   return absl::OkStatus();
 }
 

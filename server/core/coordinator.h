@@ -154,6 +154,7 @@ class Coordinator {
     bool reported_exit = false;
     int reported_code = 0;
     std::string reported_message;
+    int64_t reported_at_ms = 0;  // when its ReportExit arrived
   };
   struct LiveAttempt {
     AttemptRecord record;

@@ -176,6 +176,32 @@ TEST_F(CoordinatorTest, RankThatNeverRegistersIsKilledAfterTheHeartbeatTimeout) 
   EXPECT_EQ(view.job.failure, "rank 0 did not register within 30 s");
 }
 
+TEST_F(CoordinatorTest, WhenRanksFailTogetherTheLikeliestCauseIsNamed) {
+  auto c = Open(/*devices=*/3);
+  // A rank killed from outside, seen in the same pass as the peer that then hit SIGPIPE.
+  const std::string killed = Submit(*c, {"job.gpus=2", "job.max_restarts=0"});
+  c->TickForTest();
+  launcher_.status[100] = {ProcessStatus::kSignaled, SIGPIPE};
+  launcher_.status[101] = {ProcessStatus::kSignaled, SIGKILL};
+  c->TickForTest();
+  c->TickForTest();
+  EXPECT_EQ(c->Get(killed)->job.failure, "rank 1 was killed by signal 9 (Killed)");
+
+  // Ranks that all exit with an error: the one that reported first is the cause.
+  const std::string raised = Submit(*c, {"job.gpus=3", "job.max_restarts=0"});
+  c->TickForTest();
+  ASSERT_EQ(launcher_.spawned.size(), 5u);
+  for (int rank = 0; rank < 3; ++rank) ASSERT_TRUE(c->Register({raised, 1, rank}, 102 + rank).ok());
+  ASSERT_TRUE(c->ReportExit({raised, 1, 2}, 1, "shape mismatch").ok());
+  now_ms_ += 5;
+  ASSERT_TRUE(c->ReportExit({raised, 1, 0}, 1, "Connection closed by peer").ok());
+  ASSERT_TRUE(c->ReportExit({raised, 1, 1}, 1, "Connection closed by peer").ok());
+  for (int pid = 102; pid < 105; ++pid) launcher_.status[pid] = {ProcessStatus::kExited, 1};
+  c->TickForTest();
+  c->TickForTest();
+  EXPECT_EQ(c->Get(raised)->job.failure, "rank 2 exited with code 1: shape mismatch");
+}
+
 TEST_F(CoordinatorTest, CancelWaitsTheGracePeriodThenKills) {
   auto c = Open();
   const std::string id = Submit(*c, {});
