@@ -33,7 +33,6 @@ int64_t SystemNowMs() {
       .count();
 }
 
-// The daemon's environment minus what the launcher sets per rank.
 // How likely a rank's unclean end caused its attempt's failure rather than followed from a
 // peer's: killed from outside first; then failed by itself (its own exit code or message);
 // then ended unseen; last, killed by SIGPIPE, the mark of writing to a peer that had gone.
@@ -48,6 +47,7 @@ int CauseClass(const ProcessStatus& status) {
   }
 }
 
+// The daemon's environment minus what the launcher sets per rank.
 std::vector<std::string> BaseEnvironment() {
   static const char* kOwn[] = {
       "RANK=",        "LOCAL_RANK=",  "WORLD_SIZE=",           "LOCAL_WORLD_SIZE=",
@@ -576,9 +576,11 @@ void Coordinator::PollAttempt(JobEntry& entry) {
             [&](const RankLive* a, const RankLive* b) { return order(a) < order(b); });
   for (RankLive* rank : failed) {
     if (live.stopping) break;
-    std::string cause = absl::StrCat("rank ", rank->process.rank, " ", rank->status.Describe());
-    if (rank->status.kind == ProcessStatus::kGone) {
-      cause = absl::StrCat("rank ", rank->process.rank, " ended while matbertd was down");
+    const bool gone = rank->status.kind == ProcessStatus::kGone;
+    std::string cause =
+        absl::StrCat("rank ", rank->process.rank, " ",
+                     gone ? "ended while matbertd was down" : rank->status.Describe());
+    if (gone) {
       // Unless rank 0 had already reported a finished run, this attempt was lost to the
       // daemon's restart, not to the job.
       live.record.interrupted = live.run_end != LiveAttempt::RunEnd::kCompleted;
