@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
-scripts/build.sh
+# Only what this script runs (not the tests, not the LibTorch 2.x trainer of scripts/test.sh).
+scripts/build.sh --target matbertd --target matbertctl --target matbert-worker
 
 export MATBERT_ADDR=${MATBERT_ADDR:-localhost:50051}
 state=${QUICKSTART_STATE_DIR:-var/matbert}

@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Installs every Debian package matbert builds, tests and benchmarks with, and the npm
-# packages its tests use. Idempotent: a second run installs nothing and takes a second.
+# Installs every Debian package matbert builds, tests and benchmarks with; with --python also
+# the pinned PyPI packages of requirements.txt into .venv/ (the tests' independent readers,
+# and PyPI's torch wheel, whose LibTorch 2.x the second trainer build uses). The quickstart
+# needs only the Debian part. Idempotent: a second run installs nothing and takes a second.
+# Usage: scripts/setup-deps.sh [--python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_python=0
+for arg in "$@"; do
+  case "$arg" in
+    --python) with_python=1 ;;
+    *) echo "setup-deps.sh: unknown argument '$arg' (allowed: --python)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   # toolchain
@@ -17,9 +27,9 @@ packages=(
   liblapacke-dev libopenblas0-openmp
   # independent implementations the tests compare against
   python3-numpy python3-torch python3-toml python3-grpcio python3-grpc-tools python3-protobuf prometheus
+  # the virtual environment of --python
+  python3-venv
 )
-# Node.js 20 and npm come with the machine image; Debian's npm package conflicts with it.
-if ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -48,8 +58,20 @@ if [ -n "$blas_alt" ]; then
   fi
 fi
 
-# npm packages used by the tests as independent readers (pinned in tests/js/package-lock.json).
-if [ ! -d tests/js/node_modules/apache-arrow ]; then
-  echo "setup-deps: installing npm test packages"
-  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+[ "$with_python" == 1 ] || exit 0
+
+# PyPI packages (requirements.txt is a lock: the whole closure, installed with --no-deps) in
+# .venv/, on Debian's interpreter. A stamp holding the lock's hash makes a second run a no-op;
+# a changed lock rebuilds the environment from scratch so nothing stale survives.
+venv=.venv
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  echo "setup-deps: creating $venv from requirements.txt (about 2.7 GB from PyPI)"
+  start=$SECONDS
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    -r requirements.txt
+  echo "$want" >"$venv/.requirements.sha256"
+  echo "setup-deps: $venv ready in $((SECONDS - start)) s ($(du -sh "$venv" | cut -f1))"
 fi

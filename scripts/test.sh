@@ -2,8 +2,8 @@
 # Installs dependencies, builds, and runs every test through ctest. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-deps.sh
-scripts/build.sh
+scripts/setup-deps.sh --python
+scripts/build.sh -DMATBERT_TORCH2=ON
 cd "${MATBERT_BUILD_DIR:-build}"
 # --no-tests=error: a run that executes no test is a failure.
 ctest --output-on-failure --no-tests=error -j "$(nproc)" "$@"

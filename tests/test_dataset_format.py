@@ -1,9 +1,14 @@
-#!/usr/bin/python3
-"""A generated dataset, read by independent tools: the npm apache-arrow package reads every
-shard (schema, metadata, batches, rows) and NumPy recomputes the matrices' rank, variance,
-tokens and aggregated statistics from the values apache-arrow returned.
+#!/usr/bin/env python3
+"""Generated datasets, read by the libraries users read them with: `pyarrow.ipc.open_stream`
+reads every shard (schema, nullability, `item` children, the `huggingface` metadata,
+metadata version V5, batches of at most 1000 rows) and `datasets.load_from_disk` opens the
+directory as a DatasetDict with a `train` split, the features of DESIGN.md section 2 and
+every row equal, value for value, to what our own reader (`matbert-worker inspect --dump`)
+returns. Single- and multi-shard, with and without row separators. NumPy then recomputes
+the matrices' rank, variance, tokens and aggregated statistics from pyarrow's values.
 
-Usage: test_dataset_format.py --worker PATH --js-dir tests/js
+Runs on the repository's virtual environment (requirements.txt: pyarrow, datasets, numpy).
+Usage: test_dataset_format.py --worker PATH
 """
 import argparse
 import json
@@ -13,79 +18,141 @@ import sys
 import tempfile
 import unittest
 
-import numpy as np
+# load_from_disk must not look for a hub or write a cache outside the test's directory.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.ipc  # noqa: E402
 
 ARGS = None
 
-M, N, R, SAMPLES, SHARDS, PREC, N_SIGMA = 7, 9, 3, 2500, 2, 2, 4
+M, N, R, SAMPLES, PREC, N_SIGMA = 7, 9, 3, 2500, 2, 4
+# name -> (shards, row separators)
+VARIANTS = {"sep_2": (2, True), "sep_1": (1, True), "plain_3": (3, False), "plain_1": (1, False)}
 
 
-def features():
+def features_json():
     def list_of(dtype):
         return {"feature": {"dtype": dtype, "_type": "Value"}, "_type": "List"}
     return {"input_ids": list_of("int32"), "values": list_of("float64")}
+
+
+def seq_length(row_sep):
+    return M * N + 2 + (M - 1 if row_sep else 0)
 
 
 class DatasetFormatTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.dir = os.path.join(cls.tmp.name, "ds")
-        for row_sep, name in ((True, "ds"), (False, "plain")):
+        os.environ["HF_DATASETS_CACHE"] = os.path.join(cls.tmp.name, "hf-cache")
+        cls.ours = {}
+        for name, (shards, row_sep) in VARIANTS.items():
+            out = cls.path(name)
             cmd = [ARGS.worker, "generate", "--m", str(M), "--n", str(N), "--r", str(R),
-                   "--n-samples", str(SAMPLES), "--shards", str(SHARDS), "--prec", str(PREC),
-                   "--seed", "3", "--output-dir", os.path.join(cls.tmp.name, name), "--quiet"]
+                   "--n-samples", str(SAMPLES), "--shards", str(shards), "--prec", str(PREC),
+                   "--seed", "3", "--output-dir", out, "--quiet"]
             if row_sep:
                 cmd.append("--row-sep")
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        js_prefix = os.path.join(cls.tmp.name, "js")
-        out = subprocess.run(["node", os.path.join(ARGS.js_dir, "read_dataset.mjs"), cls.dir,
-                              js_prefix], check=True, capture_output=True, text=True)
-        cls.report = json.loads(out.stdout)
-        ours_prefix = os.path.join(cls.tmp.name, "ours")
-        subprocess.run([ARGS.worker, "inspect", cls.dir, "--dump", ours_prefix], check=True,
-                       stdout=subprocess.DEVNULL)
-        cls.js_ids = np.fromfile(js_prefix + ".input_ids.i32", dtype="<i4")
-        cls.js_values = np.fromfile(js_prefix + ".values.f64", dtype="<f8")
-        cls.our_ids = np.fromfile(ours_prefix + ".input_ids.i32", dtype="<i4")
-        cls.our_values = np.fromfile(ours_prefix + ".values.f64", dtype="<f8")
-        cls.length = M * N + 2 + (M - 1)
+            prefix = os.path.join(cls.tmp.name, name + ".ours")
+            subprocess.run([ARGS.worker, "inspect", out, "--dump", prefix], check=True,
+                           stdout=subprocess.DEVNULL)
+            cls.ours[name] = (np.fromfile(prefix + ".input_ids.i32", dtype="<i4"),
+                              np.fromfile(prefix + ".values.f64", dtype="<f8"))
 
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def load(self, *parts):
-        with open(os.path.join(self.dir, *parts)) as f:
+    @classmethod
+    def path(cls, name, *parts):
+        return os.path.join(cls.tmp.name, name, *parts)
+
+    def load(self, name, *parts):
+        with open(self.path(name, *parts)) as f:
             return json.load(f)
 
-    def test_schema_as_apache_arrow_sees_it(self):
-        self.assertEqual(self.report["fields"], [
-            {"name": "input_ids", "nullable": True, "type": "List", "child_name": "item",
-             "child_nullable": True, "child_type": "Int32"},
-            # apache-arrow reports FloatingPoint precision DOUBLE as 2.
-            {"name": "values", "nullable": True, "type": "List", "child_name": "item",
-             "child_nullable": True, "child_type": "Float2"},
-        ])
-        self.assertEqual(self.report["metadata_keys"], ["huggingface"])
-        for shard in self.report["shards"]:
-            self.assertEqual(shard["metadata_version"], 4)  # MetadataVersion.V5
+    def shards(self, name):
+        return [e["filename"] for e in self.load(name, "train", "state.json")["_data_files"]]
 
-    def test_rows_and_batches(self):
-        self.assertEqual(self.report["rows"], SAMPLES)
-        self.assertLessEqual(self.report["max_batch_rows"], 1000)
-        self.assertEqual([s["rows"] for s in self.report["shards"]], [1250, 1250])
-        self.assertEqual(self.report["batches"], 4)  # 1000 + 250 per shard
+    def read_with_pyarrow(self, name):
+        """Every shard through pyarrow's stream reader: (input_ids, values) flattened, and
+        the per-batch row counts."""
+        ids, values, batch_rows = [], [], []
+        info = self.load(name, "train", "dataset_info.json")
+        for filename in self.shards(name):
+            path = self.path(name, "train", filename)
+            with open(path, "rb") as f:
+                raw = f.read()
+            self.assertNotEqual(raw[:6], b"ARROW1", f"{filename}: file format, not stream")
+            self.assertEqual(raw[-8:], b"\xff\xff\xff\xff\x00\x00\x00\x00",
+                             f"{filename}: no end-of-stream marker")
+            with pa.ipc.open_stream(path) as reader:
+                schema = reader.schema
+                expected = pa.schema([
+                    pa.field("input_ids", pa.list_(pa.field("item", pa.int32(), True)), True),
+                    pa.field("values", pa.list_(pa.field("item", pa.float64(), True)), True)])
+                self.assertTrue(schema.equals(expected, check_metadata=False), str(schema))
+                self.assertEqual(list(schema.metadata), [b"huggingface"])
+                hf = json.loads(schema.metadata[b"huggingface"])
+                self.assertEqual(hf, {"info": {"features": info["features"]}})
+                for batch in reader:
+                    batch_rows.append(batch.num_rows)
+                    ids.append(batch.column("input_ids").flatten().to_numpy())
+                    values.append(batch.column("values").flatten().to_numpy())
+            # Metadata version of the schema message: pyarrow reads it back from the stream.
+            with pa.OSFile(path) as f:
+                message = pa.ipc.read_message(f)
+                self.assertEqual(message.metadata_version, pa.ipc.MetadataVersion.V5)
+        return np.concatenate(ids), np.concatenate(values), batch_rows
 
-    def test_every_row_equals_our_reader(self):
-        self.assertEqual(self.js_ids.size, SAMPLES * self.length)
-        np.testing.assert_array_equal(self.js_ids, self.our_ids)
-        # Byte equality also covers the NaNs.
-        self.assertEqual(self.js_values.tobytes(), self.our_values.tobytes())
+    def test_pyarrow_reads_every_shard_and_row(self):
+        for name, (shards, row_sep) in VARIANTS.items():
+            with self.subTest(name):
+                ids, values, batch_rows = self.read_with_pyarrow(name)
+                self.assertEqual(len(self.shards(name)), shards)
+                self.assertEqual(sum(batch_rows), SAMPLES)
+                self.assertLessEqual(max(batch_rows), 1000)
+                self.assertEqual(ids.size, SAMPLES * seq_length(row_sep))
+                our_ids, our_values = self.ours[name]
+                np.testing.assert_array_equal(ids, our_ids)
+                # Byte equality also covers the NaNs at special tokens.
+                self.assertEqual(values.tobytes(), our_values.tobytes())
+
+    def test_datasets_load_from_disk(self):
+        want_features = datasets.Features({
+            "input_ids": datasets.List(datasets.Value("int32")),
+            "values": datasets.List(datasets.Value("float64"))})
+        for name, (_, row_sep) in VARIANTS.items():
+            with self.subTest(name):
+                dd = datasets.load_from_disk(self.path(name))
+                self.assertIsInstance(dd, datasets.DatasetDict)
+                self.assertEqual(list(dd), ["train"])
+                train = dd["train"]
+                self.assertEqual(train.num_rows, SAMPLES)
+                self.assertEqual(train.features, want_features)
+                self.assertEqual(train.features.to_dict(), features_json())
+                self.assertEqual(train.column_names, ["input_ids", "values"])
+                table = train.with_format("arrow")[:]
+                ids = table.column("input_ids").combine_chunks().flatten().to_numpy()
+                values = table.column("values").combine_chunks().flatten().to_numpy()
+                our_ids, our_values = self.ours[name]
+                np.testing.assert_array_equal(ids, our_ids)
+                self.assertEqual(values.tobytes(), our_values.tobytes())
+                # Row access as a user writes it: one row, as Python lists.
+                row = train[17]
+                length = seq_length(row_sep)
+                self.assertEqual(row["input_ids"], our_ids[17 * length:18 * length].tolist())
+                self.assertEqual(len(row["values"]), length)
 
     def test_token_layout_and_tokenizer(self):
-        ids = self.js_ids.reshape(SAMPLES, self.length)
-        values = self.js_values.reshape(SAMPLES, self.length)
+        ids, values = self.ours["sep_2"]
+        length = seq_length(True)
+        ids, values = ids.reshape(SAMPLES, length), values.reshape(SAMPLES, length)
         n_bins = 2 * N_SIGMA * 10**PREC + 1
         row_sep = n_bins + 4
         self.assertTrue((ids[:, 0] == 2).all())       # [CLS]
@@ -97,9 +164,13 @@ class DatasetFormatTest(unittest.TestCase):
         entries = values[~special]
         expected = 4 + np.round((np.clip(entries, -N_SIGMA, N_SIGMA) + N_SIGMA) * 10**PREC)
         np.testing.assert_array_equal(ids[~special], expected.astype(np.int32))
+        # The same matrices with and without row separators.
+        plain = self.ours["plain_1"][1].reshape(SAMPLES, seq_length(False))
+        np.testing.assert_array_equal(plain[:, 1:-1][~np.isnan(plain[:, 1:-1])],
+                                      values[~np.isnan(values)])
 
     def matrices(self):
-        values = self.js_values.reshape(SAMPLES, self.length)
+        values = self.ours["sep_2"][1]
         entries = values[~np.isnan(values)]
         return entries.reshape(SAMPLES, M, N)
 
@@ -121,7 +192,7 @@ class DatasetFormatTest(unittest.TestCase):
             "trace": np.trace(mats, axis1=1, axis2=2),
             "range": mats.max(axis=(1, 2)) - mats.min(axis=(1, 2)),
         }
-        stats = self.load("dataset_stats.json")
+        stats = self.load("sep_2", "dataset_stats.json")
         self.assertEqual(stats["n_samples"], SAMPLES)
         for name, x in per_matrix.items():
             got = stats[name]
@@ -131,29 +202,28 @@ class DatasetFormatTest(unittest.TestCase):
                                        msg=f"{name}.{key}")
 
     def test_side_files(self):
-        self.assertEqual(self.load("dataset_dict.json"), {"splits": ["train"]})
-        state = self.load("train", "state.json")
+        self.assertEqual(self.load("sep_2", "dataset_dict.json"), {"splits": ["train"]})
+        state = self.load("sep_2", "train", "state.json")
         self.assertEqual(set(state), {"_data_files", "_fingerprint", "_format_columns",
                                       "_format_kwargs", "_format_type", "_output_all_columns",
                                       "_split"})
         self.assertEqual(state["_data_files"], [{"filename": "data-00000-of-00002.arrow"},
                                                 {"filename": "data-00001-of-00002.arrow"}])
         self.assertEqual(state["_split"], "train")
-        info = self.load("train", "dataset_info.json")
-        self.assertEqual(info, {"citation": "", "description": "", "features": features(),
+        info = self.load("sep_2", "train", "dataset_info.json")
+        self.assertEqual(info, {"citation": "", "description": "", "features": features_json(),
                                 "homepage": "", "license": ""})
-        tok = self.load("tokenizer_config.json")
+        tok = self.load("sep_2", "tokenizer_config.json")
         for key, want in (("prec", PREC), ("n_sigma", N_SIGMA), ("n_bins", 801),
                           ("vocab_size", 806), ("row_sep", True), ("pad_token_id", 0),
                           ("mask_token_id", 1), ("cls_token_id", 2), ("sep_token_id", 3),
                           ("row_sep_token_id", 805)):
             self.assertEqual(tok[key], want, key)
-        config = self.load("config.json")
+        config = self.load("sep_2", "config.json")
         for key, want in (("m", M), ("n", N), ("r", R), ("n_samples", SAMPLES), ("seed", 3),
                           ("prec", PREC), ("n_sigma", N_SIGMA), ("row_sep", True)):
             self.assertEqual(config[key], want, key)
-        with open(os.path.join(self.tmp.name, "plain", "tokenizer_config.json")) as f:
-            plain_tok = json.load(f)
+        plain_tok = self.load("plain_1", "tokenizer_config.json")
         self.assertEqual(plain_tok["vocab_size"], 805)
         self.assertIsNone(plain_tok["row_sep_token_id"])
 
@@ -161,6 +231,5 @@ class DatasetFormatTest(unittest.TestCase):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker", required=True)
-    parser.add_argument("--js-dir", required=True)
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -4,7 +4,10 @@ run's losses exactly, SIGTERM ends in one checkpoint and exit 0 and the run cont
 it, bad specs and missing or corrupt checkpoints are refused naming the key or file, and the
 CPU config learns (masked RMSE clearly below the mean predictor).
 
-Usage: test_train.py --worker PATH --configs DIR [--learning-steps N]
+With --libtorch libtorch-X.Y.Z, every run must also say (metrics.jsonl's summary) that its
+trainer was built against LibTorch X.Y: ctest runs this file once per trainer build.
+
+Usage: test_train.py --worker PATH --configs DIR [--learning-steps N] [--libtorch TAG]
 """
 import argparse
 import json
@@ -65,6 +68,12 @@ class TrainTest(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(straight, "checkpoints", "step-0000016",
                                                     "model.safetensors")))
         self.assertTrue(os.path.isfile(os.path.join(straight, "config.toml")))
+        if ARGS.libtorch:
+            # "libtorch-2.15.0" -> "2.15": the trainer that ran is the build under test.
+            want_line = ".".join(ARGS.libtorch.split("-", 1)[1].split(".")[:2])
+            for run in (straight, resumed):
+                ran = records(run, "summary")[-1]["libtorch"]
+                self.assertEqual(".".join(ran.split(".")[:2]), want_line, run)
 
     def test_sigterm_writes_one_checkpoint_and_exits_zero(self):
         run = os.path.join(self.root, "run")
@@ -147,5 +156,6 @@ if __name__ == "__main__":
     parser.add_argument("--worker", required=True)
     parser.add_argument("--configs", required=True)
     parser.add_argument("--learning-steps", type=int, default=300)
+    parser.add_argument("--libtorch", default="")
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

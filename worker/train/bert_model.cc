@@ -21,27 +21,34 @@ BertOptions BertOptions::FromSpec(const JobSpec& spec) {
 }
 
 nlohmann::json BertOptions::ToConfigJson() const {
-  return {{"architectures", {"BertForMatrixRegression"}},
-          {"model_type", "bert"},
-          {"vocab_size", vocab_size},
-          {"hidden_size", model.hidden_size},
-          {"num_hidden_layers", model.num_hidden_layers},
-          {"num_attention_heads", model.num_attention_heads},
-          {"intermediate_size", model.intermediate_size},
-          {"hidden_act", "gelu"},
-          {"hidden_dropout_prob", model.hidden_dropout_prob},
-          {"attention_probs_dropout_prob", model.attention_probs_dropout_prob},
-          {"max_position_embeddings", model.max_position_embeddings},
-          {"type_vocab_size", model.type_vocab_size},
-          {"initializer_range", model.initializer_range},
-          {"layer_norm_eps", model.layer_norm_eps},
-          {"pad_token_id", 0},
-          {"position_embedding_type", model.position_embedding_type},
-          {"layer_norm_position", model.layer_norm_position},
-          {"num_labels", 1},
-          {"matrix_m", m},
-          {"matrix_n", n},
-          {"row_sep", row_sep}};
+  nlohmann::json config = {{"architectures", {"BertForMatrixRegression"}},
+                           {"model_type", "bert"},
+                           {"vocab_size", vocab_size},
+                           {"hidden_size", model.hidden_size},
+                           {"num_hidden_layers", model.num_hidden_layers},
+                           {"num_attention_heads", model.num_attention_heads},
+                           {"intermediate_size", model.intermediate_size},
+                           {"hidden_act", "gelu"},
+                           {"hidden_dropout_prob", model.hidden_dropout_prob},
+                           {"attention_probs_dropout_prob", model.attention_probs_dropout_prob},
+                           {"max_position_embeddings", model.max_position_embeddings},
+                           {"type_vocab_size", model.type_vocab_size},
+                           {"initializer_range", model.initializer_range},
+                           {"layer_norm_eps", model.layer_norm_eps},
+                           {"pad_token_id", 0},
+                           {"position_embedding_type", model.position_embedding_type},
+                           {"layer_norm_position", model.layer_norm_position},
+                           {"num_labels", 1},
+                           {"matrix_m", m},
+                           {"matrix_n", n},
+                           {"row_sep", row_sep}};
+  if (pre_layer_norm() || row_col_embeddings()) {
+    std::string kind = "matbert";
+    if (pre_layer_norm()) kind += "_pre_ln";
+    if (row_col_embeddings()) kind += "_absolute_2d";
+    config["layer_types"] = std::vector<std::string>(model.num_hidden_layers, kind);
+  }
+  return config;
 }
 
 BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
@@ -166,7 +173,7 @@ void BertForMatrixRegressionImpl::InitWeights() {
   word_->weight[0].zero_();
 }
 
-torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_ids) {
+torch::Tensor BertForMatrixRegressionImpl::Encode(const torch::Tensor& input_ids) {
   const int64_t l = input_ids.size(1);
   auto positions = torch::arange(l, input_ids.options());
   torch::Tensor x = word_(input_ids) + position_(positions) +
@@ -179,7 +186,11 @@ torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_id
   x = embeddings_dropout_(embeddings_ln_(x)).view({b * l, options_.model.hidden_size});
   for (const auto& layer : *layers_) x = layer->as<BertLayer>()->forward(x, b);
   if (options_.pre_layer_norm()) x = final_ln_(x);
-  return regressor_(x).view({b, l, 1});  // (B, L, 1)
+  return x.view({b, l, options_.model.hidden_size});  // (B, L, H)
+}
+
+torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_ids) {
+  return regressor_(Encode(input_ids));  // (B, L, H) -> (B, L, 1)
 }
 
 torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels) {

@@ -32,7 +32,10 @@ struct BertOptions {
   bool row_col_embeddings() const { return model.position_embedding_type == "absolute_2d"; }
 
   static BertOptions FromSpec(const JobSpec& spec);
-  // HuggingFace-style config.json written beside model.safetensors.
+  // HuggingFace-style config.json written beside model.safetensors. A model with matbert's
+  // extensions (pre-LN, absolute_2d) also gets "layer_types" naming them, which transformers'
+  // config validation refuses: loading it as a plain BertModel fails instead of silently
+  // computing something else (docs/training.md).
   nlohmann::json ToConfigJson() const;
 };
 
@@ -84,7 +87,10 @@ class BertForMatrixRegressionImpl : public torch::nn::Module {
  public:
   explicit BertForMatrixRegressionImpl(const BertOptions& o);
 
-  // input_ids (B, L) int64 -> logits (B, L, 1).
+  // input_ids (B, L) int64 -> the encoder's last hidden states (B, L, H), what HuggingFace's
+  // BertModel returns as last_hidden_state for the same weights.
+  torch::Tensor Encode(const torch::Tensor& input_ids);
+  // input_ids (B, L) int64 -> logits (B, L, 1): the regressor over Encode's output.
   torch::Tensor forward(const torch::Tensor& input_ids);
 
   const BertOptions& options() const { return options_; }

@@ -4,24 +4,43 @@
 //   OUT/config.json         the model's config
 //   OUT/weights.bin + OUT/weights.json   the same weights copied raw from memory (not
 //                           through the safetensors writer), with names, shapes, offsets
-//   OUT/io.safetensors      input_ids (B, L) int64 and logits (B, L, 1) float32, eval mode
-// Usage: bert_parity_tool SPEC.toml OUT_DIR [section.key=value ...]
+//   OUT/io.safetensors      input_ids (B, L) int64, hidden_states (B, L, H) and logits
+//                           (B, L, 1) float32, eval mode
+// With --checkpoint DIR the weights are a checkpoint's (DIR/model.safetensors, loaded as
+// training resumes) instead of a seeded initialisation.
+// Usage: bert_parity_tool SPEC.toml OUT_DIR [--checkpoint DIR] [section.key=value ...]
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
 #include "worker/train/bert_model.h"
+#include "worker/train/checkpoint.h"
 #include "worker/train/safetensors.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: bert_parity_tool SPEC.toml OUT_DIR [section.key=value ...]\n");
+    std::fprintf(stderr,
+                 "usage: bert_parity_tool SPEC.toml OUT_DIR [--checkpoint DIR] "
+                 "[section.key=value ...]\n");
     return 2;
   }
   std::vector<matbert::Override> overrides;
-  for (int i = 3; i < argc; ++i) overrides.push_back(*matbert::ParseSetOverride(argv[i]));
+  std::string checkpoint;
+  for (int i = 3; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc) {
+      checkpoint = argv[++i];
+      continue;
+    }
+    auto override = matbert::ParseSetOverride(argv[i]);
+    if (!override.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(override.status().message()).c_str());
+      return 2;
+    }
+    overrides.push_back(*override);
+  }
   auto spec = matbert::LoadJobSpec(argv[1], overrides);
   if (!spec.ok()) {
     std::fprintf(stderr, "%s\n", std::string(spec.status().message()).c_str());
@@ -31,6 +50,13 @@ int main(int argc, char** argv) {
   torch::manual_seed(1234);
   matbert::BertForMatrixRegression model(matbert::BertOptions::FromSpec(*spec));
   model->eval();
+  if (!checkpoint.empty()) {
+    auto state = matbert::LoadCheckpoint(checkpoint, model, /*optimizer=*/nullptr);
+    if (!state.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(state.status().message()).c_str());
+      return 1;
+    }
+  }
 
   matbert::NamedTensors weights;
   nlohmann::json index = nlohmann::json::array();
@@ -55,8 +81,9 @@ int main(int argc, char** argv) {
   ids.select(1, l - 1).fill_(3);
   ids.index_put_({0, 5}, 1);  // a [MASK]
   torch::NoGradGuard no_grad;
-  torch::Tensor logits = model->forward(ids);
-  auto status =
-      matbert::WriteSafetensors(out + "/io.safetensors", {{"input_ids", ids}, {"logits", logits}});
+  torch::Tensor hidden = model->Encode(ids);   // (B, L, H)
+  torch::Tensor logits = model->forward(ids);  // (B, L, 1)
+  auto status = matbert::WriteSafetensors(
+      out + "/io.safetensors", {{"input_ids", ids}, {"hidden_states", hidden}, {"logits", logits}});
   return status.ok() ? 0 : 1;
 }

@@ -11,6 +11,10 @@
 
 namespace matbert::compat {
 
+// The LibTorch this trainer was compiled against ("1.13.0", "2.15.0"); metrics.jsonl's summary
+// records it, so a run says which trainer build produced it.
+inline const char* LibTorchVersion() { return TORCH_VERSION; }
+
 // softmax(q kᵀ / sqrt(d)) v over (B, heads, L, d) tensors, with attention dropout.
 inline at::Tensor ScaledDotProductAttention(const at::Tensor& q, const at::Tensor& k,
                                             const at::Tensor& v, double dropout_p) {

@@ -422,7 +422,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                      {"optimizer", time_optimizer / steps_run},
                      {"allreduce_exposed", time_exposed_comm / steps_run}}},
                    {"world_size", dist.world_size},
-                   {"threads", threads}});
+                   {"threads", threads},
+                   {"libtorch", compat::LibTorchVersion()}});
   }
   return result;
 }
