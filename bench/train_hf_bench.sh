@@ -35,7 +35,8 @@ for i in $(seq "$repeats"); do
     # The second half of each run is the measured window (the first half warms up).
     MATBERT_TRAIN_MODULE=$module "$worker" train --config "$spec" --run-dir "$run/$build_name-$i" \
       --quiet "${arch[@]}" --training.steps "$steps" --training.log_every $((steps / 2)) \
-      --training.eval_every 0 --training.threads "$threads" --checkpoint.every 0 2>/dev/null
+      --training.eval_every 0 --training.warmup_steps $((steps / 10)) \
+      --training.threads "$threads" --checkpoint.every 0
   done
   eager+=("$("$python" bench/reference/train_hf.py --spec "$spec" --steps $((steps / 2)) \
     --threads "$threads")")
