@@ -66,7 +66,7 @@ fi
 venv=.venv
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-  echo "setup-deps: creating $venv from requirements.txt (about 2.7 GB from PyPI)"
+  echo "setup-deps: creating $venv from requirements.txt (about 2.9 GB from PyPI)"
   start=$SECONDS
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"

@@ -79,7 +79,8 @@ class Daemon:
             self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=10)
         time.sleep(0.2)  # the port is open slightly before the services answer
-        self.jobs = v1["jsg"].JobServiceStub(self.channel)
+        # Stubs only where this process generated them (the matbert package has its own).
+        self.jobs = v1["jsg"].JobServiceStub(self.channel) if v1 else None
         return self
 
     def kill(self):
