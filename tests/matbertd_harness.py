@@ -96,6 +96,42 @@ class Daemon:
         self.log.close()
 
 
+class CorruptingDownloadProxy:
+    """A gRPC server on 127.0.0.1:`port` that forwards DownloadCheckpoint to the daemon at
+    `upstream_port` and flips one bit in the middle of the first data chunk: what a client
+    must detect with the manifest's SHA-256. `chunk_class` is the CheckpointChunk message class
+    of the caller's stubs. Use as a context manager."""
+
+    def __init__(self, upstream_port, chunk_class):
+        import concurrent.futures
+        self.upstream = grpc.insecure_channel(f"127.0.0.1:{upstream_port}")
+        forward = self.upstream.unary_stream("/matbert.v1.JobService/DownloadCheckpoint")
+
+        def corrupt(request, context):
+            flipped = False
+            for raw in forward(request):
+                chunk = chunk_class.FromString(raw)
+                if chunk.data and not flipped:
+                    data = bytearray(chunk.data)
+                    data[len(data) // 2] ^= 0x01
+                    chunk.data, flipped = bytes(data), True
+                yield chunk.SerializeToString()
+
+        handler = grpc.method_handlers_generic_handler("matbert.v1.JobService", {
+            "DownloadCheckpoint": grpc.unary_stream_rpc_method_handler(corrupt)})
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2),
+                                  handlers=[handler])
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+    def __enter__(self):
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop(0)
+        self.upstream.close()
+
+
 def run_tests(args, rest):
     """Points Daemon at the built programs, generates the stubs, runs the calling script's
     tests (module __main__), and exits with their verdict."""

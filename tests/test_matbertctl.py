@@ -17,9 +17,8 @@ import tempfile
 import time
 import unittest
 
-import grpc
-
-from matbertd_harness import Daemon, free_port, job_processes, run_tests, v1
+from matbertd_harness import (CorruptingDownloadProxy, Daemon, free_port, job_processes,
+                              run_tests, v1)
 
 ARGS = None
 TINY = ["--model.hidden_size", "32", "--model.num_hidden_layers", "2",
@@ -211,33 +210,28 @@ class MatbertctlTest(unittest.TestCase):
             h = ctl(d, command, "--help", check=0).stdout
             self.assertIn("Example", h, command)
 
+    def test_a_libtorch_error_reaches_the_job_status(self):
+        # prec 6 with n_sigma 100 is a vocabulary of 200 M tokens: the word embeddings need
+        # 800 GB, which LibTorch's allocator refuses with a c10::Error. The rank turns it into
+        # a Status, reports it, and the attempt's reason carries LibTorch's own words.
+        d = self.daemon
+        job_id = self.submit("--matrix.prec", "6", "--matrix.n_sigma", "100",
+                             "--model.hidden_size", "1024", "--model.num_attention_heads", "4",
+                             "--set", "job.max_restarts=0", "--training.steps", "5")
+        r = ctl(d, "watch", job_id, check=EXIT["failed"])
+        r = ctl(d, "status", job_id, check=0)
+        self.assertIn("FAILED", r.stdout)
+        self.assertIn("rank 0 exited with code 1: LibTorch error: ", r.stdout)
+        self.assertIn("allocate", r.stdout)
+        self.assertNotIn("see the rank's log", r.stdout)
+
     def test_corrupted_download_is_refused(self):
         d = self.daemon
         job_id = self.submit("--training.steps", "10")
         ctl(d, "watch", job_id, check=0)
-        # A proxy that forwards DownloadCheckpoint and flips one byte of the first data chunk.
-        upstream = grpc.insecure_channel(f"127.0.0.1:{d.port}")
-        forward = upstream.unary_stream("/matbert.v1.JobService/DownloadCheckpoint")
-
-        def corrupt(request, context):
-            flipped = False
-            for raw in forward(request):
-                chunk = v1["js"].CheckpointChunk.FromString(raw)
-                if chunk.data and not flipped:
-                    data = bytearray(chunk.data)
-                    data[len(data) // 2] ^= 0x01
-                    chunk.data = bytes(data)
-                    flipped = True
-                yield chunk.SerializeToString()
-        handler = grpc.method_handlers_generic_handler("matbert.v1.JobService", {
-            "DownloadCheckpoint": grpc.unary_stream_rpc_method_handler(corrupt)})
-        server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2),
-                             handlers=[handler])
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        try:
+        with CorruptingDownloadProxy(d.port, v1["js"].CheckpointChunk) as proxy:
             out = os.path.join(self.tmp.name, "corrupt")
-            r = ctl(None, "--addr", f"127.0.0.1:{port}", "download", job_id, "-o", out)
+            r = ctl(None, "--addr", f"127.0.0.1:{proxy.port}", "download", job_id, "-o", out)
             self.assertEqual(r.returncode, EXIT["error"], r.stderr)
             self.assertIn("does not match the manifest", r.stderr)
             self.assertIn("nothing was written", r.stderr)
@@ -245,9 +239,6 @@ class MatbertctlTest(unittest.TestCase):
             self.assertEqual([f for f in os.listdir(self.tmp.name) if "corrupt" in f], [])
             # The same download straight from matbertd is fine.
             ctl(d, "download", job_id, "-o", out, check=0)
-        finally:
-            server.stop(0)
-            upstream.close()
 
 
 class TlsTest(unittest.TestCase):

@@ -10,7 +10,6 @@ Usage: test_python_client.py --daemon D --worker W --configs DIR --examples DIR
 (runs on .venv's Python with PYTHONPATH=build/python)
 """
 import argparse
-import concurrent.futures
 import hashlib
 import os
 import signal
@@ -21,7 +20,6 @@ import threading
 import time
 import unittest
 
-import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import matbertd_harness as harness  # noqa: E402
@@ -154,36 +152,14 @@ class PythonClientTest(unittest.TestCase):
         c = self.client(d)
         job = c.submit(spec_path(), overrides={**TINY, "training.steps": 2})
         job.wait()
-        upstream = grpc.insecure_channel(f"127.0.0.1:{d.port}")
-        forward = upstream.unary_stream("/matbert.v1.JobService/DownloadCheckpoint")
-
-        def corrupt(request, context):
-            flipped = False
-            for raw in forward(request):
-                chunk = job_service_pb2.CheckpointChunk.FromString(raw)
-                if chunk.data and not flipped:
-                    data = bytearray(chunk.data)
-                    data[len(data) // 2] ^= 0x01
-                    chunk.data, flipped = bytes(data), True
-                yield chunk.SerializeToString()
-
-        handler = grpc.method_handlers_generic_handler("matbert.v1.JobService", {
-            "DownloadCheckpoint": grpc.unary_stream_rpc_method_handler(corrupt)})
-        server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2),
-                             handlers=[handler])
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        try:
+        with harness.CorruptingDownloadProxy(d.port, job_service_pb2.CheckpointChunk) as proxy:
             dest = os.path.join(self.tmp.name, "corrupt")
             with self.assertRaises(matbert.ChecksumMismatch) as cm:
-                matbert.Client(addr=f"127.0.0.1:{port}").download(job.id, dest=dest)
+                matbert.Client(addr=f"127.0.0.1:{proxy.port}").download(job.id, dest=dest)
             self.assertIn("SHA-256", str(cm.exception))
             self.assertFalse(os.path.exists(dest))
             self.assertEqual([f for f in os.listdir(self.tmp.name) if "corrupt" in f], [])
             self.assertEqual(c.download(job.id, dest=dest), dest)  # straight from matbertd
-        finally:
-            server.stop(0)
-            upstream.close()
 
     def test_every_exception_from_its_real_cause(self):
         token_file = os.path.join(self.tmp.name, "token")

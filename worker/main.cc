@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
   if (*reporter) (*reporter)->Start(matbert::TrainCommand::StopFlag());
   const int code = generate.selected() ? generate.Run() : train.Run(reporter->get());
   // Deliver what is queued (the daemon may be restarting) before the process goes away.
-  if (*reporter) (*reporter)->Finish(code, code == 0 ? "" : "see the rank's log", 60);
+  // The exit message names the cause where the command knows it (the trainer's Status).
+  std::string message;
+  if (code != 0)
+    message = train.selected() && !train.error().empty() ? train.error() : "see the rank's log";
+  if (*reporter) (*reporter)->Finish(code, message, 60);
   return code;
 }

@@ -138,7 +138,8 @@ int TrainCommand::Run(CoordinatorReporter* reporter) {
   }
   absl::StatusOr<TrainResult> result = (*module)->train(options);
   if (!result.ok()) {
-    absl::FPrintF(stderr, "matbert-worker train: %s\n", result.status().message());
+    error_ = std::string(result.status().message());
+    absl::FPrintF(stderr, "matbert-worker train: %s\n", error_);
     return ExitCodeFor(result.status());
   }
   if (dist->rank != 0) return kExitOk;  // rank 0 reports for the job

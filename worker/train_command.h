@@ -17,6 +17,9 @@ class TrainCommand {
   bool selected() const { return command_->parsed(); }
   // `reporter` (may be null) receives rank 0's metrics records.
   int Run(CoordinatorReporter* reporter);
+  // After Run failed: the error it printed (one line), which the rank reports to matbertd as
+  // its exit message. Empty after success.
+  const std::string& error() const { return error_; }
   // Set by SIGTERM/SIGINT, or by the reporter when the coordinator ends the attempt.
   static std::atomic<bool>* StopFlag();
 
@@ -26,6 +29,7 @@ class TrainCommand {
   std::string run_dir_;
   std::vector<std::string> sets_;
   bool quiet_ = false;
+  std::string error_;
 };
 
 }  // namespace matbert

@@ -11,15 +11,14 @@ Prints {"tokens_per_second": ..., "seconds_per_step": ..., "torch": "2.x"}.
 """
 import argparse
 import json
-import math
 import os
-import time
 import tomllib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+import timed_steps  # noqa: E402  (beside this file)
 
 
 class BertRegression(torch.nn.Module):
@@ -65,32 +64,19 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": training.get("weight_decay", 0.01)},
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
     forward = torch.compile(model) if a.compile else model
-    batches = []
-    for _ in range(8):
-        ids = torch.randint(4, vocab, (batch, length))
-        labels = torch.randn(batch, length)
-        labels[torch.rand(batch, length) > matrix.get("mask_prob", 0.15)] = math.nan
-        ids[~torch.isnan(labels)] = 1
-        batches.append((ids, labels))
+    batches = timed_steps.masked_batches(vocab, batch, length, matrix.get("mask_prob", 0.15))
 
     def step(i):
         ids, labels = batches[i % len(batches)]
         opt.zero_grad(set_to_none=True)
-        logits = forward(ids)  # (B, L, 1)
-        valid = ~torch.isnan(labels)
-        loss = ((logits.squeeze(-1) - torch.nan_to_num(labels)) ** 2 * valid).sum() / valid.sum()
+        loss = timed_steps.masked_mse(forward(ids), labels)  # logits (B, L, 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), training.get("clip_grad_norm", 1.0))
         opt.step()
 
-    for i in range(a.warmup):  # with --compile, this is where compilation happens
-        step(i)
-    start = time.perf_counter()
-    for i in range(a.steps):
-        step(i)
-    elapsed = time.perf_counter() - start
-    print(json.dumps({"tokens_per_second": a.steps * batch * length / elapsed,
-                      "seconds_per_step": elapsed / a.steps, "torch": torch.__version__}))
+    # With --compile, the warm-up steps are where compilation happens.
+    result = timed_steps.time_steps(step, a.warmup, a.steps, batch * length)
+    print(json.dumps({**result, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

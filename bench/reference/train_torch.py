@@ -10,16 +10,15 @@ Prints {"tokens_per_second": ..., "seconds_per_step": ...}.
 """
 import argparse
 import json
-import math
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
                                 "reference"))
 import bert_reference  # noqa: E402
+import timed_steps  # noqa: E402  (beside this file)
 
 
 def load_spec(path):
@@ -76,32 +75,17 @@ def main():
     no_decay = [p for k, p in w.items() if "LayerNorm" in k or k.endswith(".bias")]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
-    batches = []
-    for _ in range(8):
-        ids = torch.randint(4, vocab, (batch, length))
-        labels = torch.randn(batch, length)
-        labels[torch.rand(batch, length) > matrix.get("mask_prob", 0.15)] = math.nan
-        ids[~torch.isnan(labels)] = 1
-        batches.append((ids, labels))
+    batches = timed_steps.masked_batches(vocab, batch, length, matrix.get("mask_prob", 0.15))
 
     def step(i):
         ids, labels = batches[i % len(batches)]
         opt.zero_grad()
-        logits = bert_reference.forward(w, config, ids)
-        valid = ~torch.isnan(labels)
-        loss = ((logits.squeeze(-1) - torch.nan_to_num(labels)) ** 2 * valid).sum() / valid.sum()
+        loss = timed_steps.masked_mse(bert_reference.forward(w, config, ids), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(w.values()), 1.0)
         opt.step()
 
-    for i in range(a.warmup):
-        step(i)
-    start = time.perf_counter()
-    for i in range(a.steps):
-        step(i)
-    elapsed = time.perf_counter() - start
-    print(json.dumps({"tokens_per_second": a.steps * batch * length / elapsed,
-                      "seconds_per_step": elapsed / a.steps}))
+    print(json.dumps(timed_steps.time_steps(step, a.warmup, a.steps, batch * length)))
 
 
 if __name__ == "__main__":

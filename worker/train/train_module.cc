@@ -1,8 +1,33 @@
 // The exported entry point of libmatbert_train.so.
 #include "worker/train/train_module.h"
 
+#include <c10/util/Exception.h>
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace {
+
+// LibTorch reports failures (out of memory, a shape it cannot use) by throwing c10::Error. No
+// exception may leave the module, whose caller reaches it through a C table: here they become
+// a Status with LibTorch's message on one line, which the rank prints and reports to matbertd.
+absl::StatusOr<matbert::TrainResult> TrainReturningStatus(const matbert::TrainOptions& options) {
+  try {
+    return matbert::Train(options);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat(
+        "LibTorch error: ", absl::StrReplaceAll(e.what_without_backtrace(), {{"\n", "; "}})));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("error in the trainer: ", e.what()));
+  }
+}
+
+}  // namespace
+
 extern "C" __attribute__((visibility("default"))) const matbert::TrainModuleApi*
 matbert_train_module_api() {
-  static const matbert::TrainModuleApi api{1, &matbert::Train};
+  static const matbert::TrainModuleApi api{1, &TrainReturningStatus};
   return &api;
 }
