@@ -74,8 +74,11 @@ class Progress:
             self._last = lines
 
 
-def low_rank(m, n, r, rng):
-    u, v = rng.standard_normal((m, r)), rng.standard_normal((n, r))
+def low_rank(m, n, r, factor_mean, rng):
+    """A matrix as the job's data were made: U Vᵀ with N(factor_mean, 1) factors, scaled to
+    unit variance."""
+    u = rng.standard_normal((m, r)) + factor_mean
+    v = rng.standard_normal((n, r)) + factor_mean
     x = u @ v.T
     return x / x.std()
 
@@ -157,18 +160,23 @@ def main():
           f"eval RMSE {best['eval_rmse']:.4f}")
     checkpoint = client.download(best["job"], dest=os.path.join(a.out, "best-checkpoint"),
                                  overwrite=True)
+    import transformers
     from matbert.hf import BertForMatrixRegression
+    transformers.utils.logging.disable_progress_bar()
     model = BertForMatrixRegression.from_pretrained(checkpoint)
     c = model.config
-    truth = low_rank(c.matrix_m, c.matrix_n, 2, np.random.default_rng(0))
+    import tomllib
+    matrix = tomllib.loads(client.get(best["job"]).spec_toml)["matrix"]  # the job's resolved spec
+    truth = low_rank(c.matrix_m, c.matrix_n, matrix["r"], matrix["factor_mean"],
+                     np.random.default_rng(0))
     observed = truth.copy()
     missing = np.random.default_rng(1).random(truth.shape) < 0.2
     observed[missing] = np.nan
     completed = model.complete(observed)
     err = np.sqrt(np.mean((completed[missing] - truth[missing]) ** 2))
-    print(f"completed a {c.matrix_m}x{c.matrix_n} rank-2 matrix with {missing.sum()} missing "
-          f"entries: RMSE {err:.4f} on them (the mean of the observed entries gives "
-          f"{np.sqrt(np.mean((np.nanmean(observed) - truth[missing]) ** 2)):.4f})")
+    print(f"completed a {c.matrix_m}x{c.matrix_n} rank-{matrix['r']} matrix with "
+          f"{missing.sum()} missing entries: RMSE {err:.4f} on them (the mean of the observed "
+          f"entries gives {np.sqrt(np.mean((np.nanmean(observed) - truth[missing]) ** 2)):.4f})")
     return 0
 
 
