@@ -14,7 +14,9 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(ClientOptions optio
   if (!options.tls_ca.empty()) {
     absl::StatusOr<std::string> pem = ReadFileToString(options.tls_ca);
     if (!pem.ok()) return pem.status();
-    credentials = grpc::SslCredentials({.pem_root_certs = *pem});
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = *pem;
+    credentials = grpc::SslCredentials(tls);
   }
   return std::unique_ptr<Connection>(new Connection(std::move(options), credentials));
 }

@@ -1,4 +1,4 @@
-// matbertctl status [JOB] and cancel JOB.
+// matbertctl status [JOB]: the jobs table, or one job in detail.
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -82,25 +82,6 @@ int RunStatus(Connection& conn, const std::string& job_id, int limit) {
   if (response.jobs_size() == 0) {
     absl::FPrintF(
         stderr, "no jobs yet; submit one with: matbertctl submit configs/bert_matcomp_cpu.toml\n");
-  }
-  return kCtlOk;
-}
-
-int RunCancel(Connection& conn, const std::string& job_id, bool force) {
-  v1::CancelJobRequest request;
-  request.set_job_id(job_id);
-  request.set_force(force);
-  v1::Job job;
-  auto ctx = conn.NewContext();
-  grpc::Status status = conn.jobs().CancelJob(ctx.get(), request, &job);
-  if (!status.ok()) return conn.Fail(status, "cancel " + job_id);
-  if (conn.options().json) {
-    PrintJson(JobJson(job, false));
-  } else if (job.state() == v1::JOB_STATE_CANCELLED) {
-    absl::PrintF("cancelled %s (it had not started)\n", job_id);
-  } else {
-    absl::PrintF("cancelling %s: %s sent to its ranks%s\n", job_id, force ? "SIGKILL" : "SIGTERM",
-                 force ? "" : "; SIGKILL follows after the grace period");
   }
   return kCtlOk;
 }

@@ -12,7 +12,8 @@
 # that rank's status; SIGTERM/SIGINT to the launcher is passed to every rank, which stop
 # together after one checkpoint.
 # Env: NGPU (1), CONFIG_FILE (configs/bert_matcomp_cpu.toml without GPUs, else
-# configs/bert_matcomp.toml), RUN_DIR (runs/<config>-<UTC time>), MASTER_PORT (a free port),
+# configs/bert_matcomp.toml), RUN_DIR (runs/<config>-<UTC time>; --run-dir DIR among the
+# arguments does the same), MASTER_PORT (a free port),
 # WORKER (build/worker/matbert-worker), GRACE (30).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +35,23 @@ if [ ! -x "$worker" ]; then
   echo "train_bert.sh: $worker not found; build first with scripts/build.sh" >&2
   exit 2
 fi
-run_dir=${RUN_DIR:-runs/$(basename "$CONFIG_FILE" .toml)-$(date -u +%Y%m%d-%H%M%S)}
+# The run directory: --run-dir among the arguments (taken out of them: every rank gets the one
+# below), else RUN_DIR, else runs/<config>-<UTC time>.
+args=()
+run_dir=${RUN_DIR:-}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --run-dir)
+      [ $# -ge 2 ] || { echo "train_bert.sh: --run-dir needs a directory" >&2; exit 2; }
+      run_dir=$2
+      shift ;;
+    --run-dir=*) run_dir=${1#--run-dir=} ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
+set -- "${args[@]}"
+run_dir=${run_dir:-runs/$(basename "$CONFIG_FILE" .toml)-$(date -u +%Y%m%d-%H%M%S)}
 port=${MASTER_PORT:-$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 grace=${GRACE:-30}
 

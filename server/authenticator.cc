@@ -1,5 +1,7 @@
 #include "server/authenticator.h"
 
+#include <openssl/crypto.h>
+
 namespace matbert {
 
 grpc::Status Authenticator::Check(const grpc::CallbackServerContext* ctx) const {
@@ -9,9 +11,9 @@ grpc::Status Authenticator::Check(const grpc::CallbackServerContext* ctx) const 
   const std::string expected = "Bearer " + token_;
   if (it != metadata.end() && it->second.size() == expected.size()) {
     // Constant time: how much of a guess matched must not show in the reply's timing.
-    unsigned char diff = 0;
-    for (size_t i = 0; i < expected.size(); ++i) diff |= it->second.data()[i] ^ expected[i];
-    if (diff == 0) return grpc::Status::OK;
+    if (CRYPTO_memcmp(it->second.data(), expected.data(), expected.size()) == 0) {
+      return grpc::Status::OK;
+    }
   }
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                       it == metadata.end()

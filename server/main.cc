@@ -7,6 +7,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <limits.h>
 #include <signal.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
   std::string metrics_addr;
   std::string tls_cert, tls_key;
   double metrics_retention = 600;
+  std::string log_level = "info";
   app.set_config("--config", "", "TOML file with any of these options (listen = \"…\")");
   app.add_option("--listen", listen, "gRPC address (host:port; port 0 picks a free one)")
       ->capture_default_str();
@@ -105,7 +108,16 @@ int main(int argc, char** argv) {
                  "Seconds an ended job's training series stay on /metrics")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--log-level", log_level,
+                 "What the log (stderr) shows: trace, debug, info (job state changes), warn "
+                 "(failed jobs), error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // The daemon's log: stderr, one line per record with a UTC timestamp and the level.
+  spdlog::set_default_logger(spdlog::stderr_logger_mt("matbertd"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  spdlog::set_level(spdlog::level::from_str(log_level));
 
   if (tls_cert.empty() != tls_key.empty()) {
     absl::FPrintF(stderr, "matbertd: --tls-cert and --tls-key go together\n");
@@ -230,17 +242,15 @@ int main(int argc, char** argv) {
   }
   std::string kinds =
       absl::StrCat(devices->size(), " ", (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
-  absl::PrintF(
-      "matbertd listening on %s; %s; state in %s%s%s\n", listen, kinds,
+  spdlog::info(
+      "matbertd {} listening on {}; {}; state in {}{}{}", MATBERT_VERSION, listen, kinds,
       (*coordinator)->options().state_dir,
       absl::StrCat(tls_cert.empty() ? "" : "; TLS", auth.enabled() ? "; token required" : ""),
       metrics ? absl::StrCat("; metrics on port ", metrics->port()) : "");
-  fflush(stdout);
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
-  absl::FPrintF(stderr, "matbertd: %s, shutting down (running jobs keep running)\n",
-                strsignal(signal));
+  spdlog::info("{}, shutting down (running jobs keep running)", strsignal(signal));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   metrics.reset();
   coordinator->reset();

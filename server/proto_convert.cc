@@ -1,5 +1,7 @@
 #include "server/proto_convert.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -18,8 +20,7 @@ grpc::Status ToGrpc(const absl::Status& status) {
 v1::JobState ToProto(JobState state) { return static_cast<v1::JobState>(static_cast<int>(state)); }
 
 void SetTimestamp(int64_t unix_ms, google::protobuf::Timestamp* out) {
-  out->set_seconds(unix_ms / 1000);
-  out->set_nanos(static_cast<int32_t>(unix_ms % 1000) * 1000000);
+  *out = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(unix_ms);
 }
 
 void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* out) {

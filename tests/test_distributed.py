@@ -164,6 +164,16 @@ class DistributedTest(unittest.TestCase):
         self.assertEqual(train[-1]["world_size"], 2)
         self.assertEqual(len(records(run, "eval")), 1)
         self.assertTrue(os.path.isdir(os.path.join(run, "checkpoints", "step-0000020")))
+        # --run-dir among the arguments names the run directory (no clash with the launcher's
+        # own): here it resumes the run above for 4 more steps on both ranks.
+        del env["RUN_DIR"]
+        result = subprocess.run([ARGS.launcher, "--run-dir", run, "--training.steps", "24",
+                                 "--training.warmup_steps", "5", "--training.eval_every", "0",
+                                 "--training.log_every", "1",
+                                 "--checkpoint.load_step", "-1", "--quiet"], env=env,
+                                capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([r["step"] for r in records(run, "train")][-4:], [21, 22, 23, 24])
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ loopback with a 1 s scrape interval) during two CPU jobs (a long one, cancelled 
 samples are in, and a 2-slot one queued behind it): through Prometheus's HTTP API
 the job's loss series has many samples, each the loss rank 0 wrote for the step scraped with
 it, and falls, the queue and device gauges saw the
-right values, and every PromQL expression of deploy/grafana/dashboards/matbert.json returns
-data, so the dashboard can never name a metric that does not exist.
+right values, every PromQL expression of deploy/grafana/dashboards/matbert.json returns
+data, so the dashboard can never name a metric that does not exist, and Prometheus' linter
+(`promtool check metrics`) accepts the exposition.
 
 Usage: test_metrics.py --daemon PATH --worker PATH --ctl PATH --proto-dir DIR --configs DIR
            --deploy DIR
@@ -86,7 +87,7 @@ class MetricsTest(unittest.TestCase):
                 spec = os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")
                 # Prometheus scrapes matbertd before the job starts, so its early steps are seen.
                 deadline = time.time() + 60
-                while not prom.query("matbert_devices_total") and time.time() < deadline:
+                while not prom.query("matbert_devices") and time.time() < deadline:
                     time.sleep(0.2)
                 # Long enough for any machine: it is cancelled once Prometheus holds enough
                 # samples, so the number of scrapes does not depend on how fast it trains.
@@ -106,6 +107,13 @@ class MetricsTest(unittest.TestCase):
                             float(step[0]["value"][1]) >= 400):
                         break
                     time.sleep(1)
+                # Prometheus' own linter accepts the exposition, training series included.
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                    exposition = r.read()
+                self.assertIn(b"matbert_train_loss{", exposition)
+                lint = subprocess.run(["promtool", "check", "metrics"], input=exposition,
+                                      capture_output=True)
+                self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
                 ctl(daemon, "cancel", first)
                 ctl(daemon, "watch", first, code=6)  # CANCELLED
                 ctl(daemon, "watch", second)
@@ -143,7 +151,7 @@ class MetricsTest(unittest.TestCase):
                     result = prom.query(expr)
                     self.assertEqual(len(result), 1, (expr, result))
                     return float(result[0]["value"][1])
-                self.assertEqual(scalar("matbert_devices_total"), 2)
+                self.assertEqual(scalar("matbert_devices"), 2)
                 self.assertEqual(scalar("max_over_time(matbert_devices_allocated[10m])"), 2)
                 self.assertEqual(scalar("matbert_devices_allocated"), 0)
                 self.assertEqual(scalar("max_over_time(matbert_queue_depth[10m])"), 1)

@@ -2,6 +2,7 @@
 //   generate  write an offline low-rank matrix dataset (DESIGN.md §2)
 //   inspect   validate a dataset directory and summarise it
 //   train     train a BERT matrix-completion model (one rank)
+#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -45,6 +46,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (*reporter) (*reporter)->Start(matbert::TrainCommand::StopFlag());
+  if (train.selected()) {
+    // Activations of a few MB are allocated and freed every training step. glibc serves blocks
+    // that large with fresh mmap()s, so every step would page-fault and zero them again;
+    // keeping them in the heap (and not trimming it) saves those faults (docs/benchmarks.md).
+    // Process-wide, so it is set here and not inside the trainer library.
+    ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   const int code = generate.selected() ? generate.Run() : train.Run(reporter->get());
   // Deliver what is queued (the daemon may be restarting) before the process goes away.
   // The exit message names the cause where the command knows it (the trainer's Status).

@@ -1,6 +1,7 @@
 #include "server/core/coordinator.h"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -406,8 +407,7 @@ void Coordinator::AppendEvent(const std::string& job_id, const std::string& kind
   const int64_t now = Now();
   auto seq = store_->AppendEvent(job_id, now, kind, payload, dedupe_key);
   if (!seq.ok()) {
-    fprintf(stderr, "matbertd: cannot store an event of job %s: %s\n", job_id.c_str(),
-            std::string(seq.status().message()).c_str());
+    spdlog::error("cannot store an event of job {}: {}", job_id, seq.status().ToString());
     return;
   }
   if (*seq == 0) return;  // a resent duplicate
@@ -424,8 +424,7 @@ void Coordinator::AppendEvent(const std::string& job_id, const std::string& kind
 
 void Coordinator::SaveJob(const JobRecord& job) {
   if (absl::Status s = store_->UpdateJob(job); !s.ok()) {
-    fprintf(stderr, "matbertd: cannot store job %s: %s\n", job.id.c_str(),
-            std::string(s.message()).c_str());
+    spdlog::error("cannot store job {}: {}", job.id, s.ToString());
   }
 }
 
@@ -433,6 +432,11 @@ void Coordinator::SetState(JobEntry& entry, JobState state, const std::string& r
   entry.record.state = state;
   SaveJob(entry.record);
   const int attempt = entry.live ? entry.live->record.number : entry.record.attempts;
+  // The job's life at info level, failures at warn: what an operator greps the log for.
+  spdlog::log(state == JobState::kFailed ? spdlog::level::warn : spdlog::level::info,
+              "job {} ({}) {}{}{}", entry.record.id, entry.record.name, JobStateName(state),
+              attempt > 0 ? absl::StrCat(", attempt ", attempt) : "",
+              reason.empty() ? "" : absl::StrCat(": ", reason));
   AppendEvent(entry.record.id, "state", StatePayload(state, attempt, reason).dump());
 }
 

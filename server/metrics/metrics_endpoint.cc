@@ -87,7 +87,7 @@ std::vector<MetricFamily> CollectCoordinatorMetrics(const Coordinator& coordinat
   AddGauge(queue, {}, m.queue_depth);
   out.push_back(std::move(queue));
   MetricFamily total =
-      Gauges("matbert_devices_total", "Devices matbertd schedules (GPUs or CPU slots)");
+      Gauges("matbert_devices", "Devices matbertd schedules (GPUs or CPU slots)");
   AddGauge(total, {}, m.devices_total);
   out.push_back(std::move(total));
   MetricFamily allocated = Gauges("matbert_devices_allocated", "Devices held by jobs");

@@ -176,7 +176,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::FromEn
     absl::StatusOr<std::string> pem = ReadFileToString(ca);
     if (!pem.ok())
       return absl::InvalidArgumentError(absl::StrCat("MATBERT_TLS_CA: ", pem.status().message()));
-    credentials = grpc::SslCredentials({.pem_root_certs = *pem});
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = *pem;
+    credentials = grpc::SslCredentials(tls);
   }
   impl->stub = v1::WorkerService::NewStub(grpc::CreateChannel(impl->address, credentials));
   return std::unique_ptr<CoordinatorReporter>(new CoordinatorReporter(std::move(impl)));

@@ -1,11 +1,15 @@
 #include "worker/train/checkpoint.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
 #include <torch/serialize.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -139,6 +143,29 @@ absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
     }
   }
   return state;
+}
+
+std::string CpuRngState() {
+  torch::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
+  return absl::Base64Escape(
+      absl::string_view(static_cast<const char*>(state.data_ptr()), state.numel()));
+}
+
+absl::Status SetCpuRngState(const std::string& base64, const std::string& where) {
+  std::string bytes;
+  if (!absl::Base64Unescape(base64, &bytes)) {
+    return absl::DataLossError(absl::StrCat(where, ": torch_cpu_rng is not base64"));
+  }
+  torch::Tensor state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
+  try {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(state);
+  } catch (const c10::Error& e) {
+    return absl::DataLossError(
+        absl::StrCat(where, ": torch_cpu_rng: ", e.what_without_backtrace()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace matbert

@@ -45,4 +45,10 @@ absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
                                               BertForMatrixRegression& model,
                                               torch::optim::Optimizer* optimizer);
 
+// The default CPU generator's state, base64, as trainer_state.json's torch_cpu_rng holds it
+// (dropout and masking draw from it, so an exact resume restores it).
+std::string CpuRngState();
+// Restores it; `where` names the file in errors (DATA_LOSS when it is not a valid state).
+absl::Status SetCpuRngState(const std::string& base64, const std::string& where);
+
 }  // namespace matbert

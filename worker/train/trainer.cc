@@ -6,7 +6,6 @@
 #include <torch/nn/utils/clip_grad.h>
 // clang-format on
 #include <ATen/Parallel.h>
-#include <malloc.h>
 #include <torch/cuda.h>
 #include <torch/optim/adamw.h>
 
@@ -31,7 +30,9 @@
 #include "worker/train/bert_model.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/distributed.h"
+#include "worker/train/evaluator.h"
 #include "worker/train/lr_schedule.h"
+#include "worker/train/metrics_log.h"
 #include "worker/train/torch_compat.h"
 
 namespace matbert {
@@ -42,94 +43,6 @@ using Json = nlohmann::json;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-// Appends one JSON object per line to runs/<job>/metrics.jsonl, flushed per line.
-// Each record also goes to `on_record` (the coordinator's reporter), if set.
-class MetricsLog {
- public:
-  MetricsLog(const std::string& path, std::function<void(const std::string&)> on_record)
-      : out_(path, std::ios::app), on_record_(std::move(on_record)) {}
-  bool ok() const { return out_.good(); }
-  void Write(const Json& record) {
-    const std::string line = record.dump();
-    out_ << line << '\n';
-    out_.flush();
-    if (on_record_) on_record_(line);
-  }
-
- private:
-  std::ofstream out_;
-  std::function<void(const std::string&)> on_record_;
-};
-
-// RMSE of the model and of the two baselines on the masked entries of the eval set.
-struct EvalResult {
-  double model_rmse = 0, mean_rmse = 0, als_rmse = 0;
-  int64_t entries = 0;
-};
-
-// Baselines see what the model sees: the observed (unmasked) entries, as bin centres.
-EvalResult Baselines(const JobSpec& spec, const std::vector<TrainBatch>& batches) {
-  const MatrixTokenizer tok =
-      *MatrixTokenizer::Create({spec.matrix.prec, spec.matrix.n_sigma, spec.matrix.row_sep});
-  const int m = spec.matrix.m, n = spec.matrix.n;
-  std::vector<double> observed_values(m * n), prediction(m * n);
-  std::vector<uint8_t> observed(m * n);
-  double mean_sq = 0, als_sq = 0;
-  int64_t count = 0;
-  for (const TrainBatch& batch : batches) {
-    const int64_t b = batch.input_ids.size(0), l = batch.input_ids.size(1);
-    const int64_t* ids = batch.input_ids.data_ptr<int64_t>();
-    const bool* masked = batch.masked.data_ptr<bool>();
-    const double* values = batch.values.data_ptr<double>();
-    for (int64_t row = 0; row < b; ++row) {
-      // Entry k of the matrix sits at the k-th bin-valued position of the original row.
-      std::vector<int64_t> position;
-      for (int64_t j = 0; j < l; ++j) {
-        if (!std::isnan(values[row * l + j])) position.push_back(j);
-      }
-      double sum = 0;
-      int64_t seen = 0;
-      for (int k = 0; k < m * n; ++k) {
-        const int64_t at = row * l + position[k];
-        observed[k] = !masked[at];
-        observed_values[k] = observed[k] ? tok.Decode(static_cast<int32_t>(ids[at])) : 0.0;
-        if (observed[k]) sum += observed_values[k], ++seen;
-      }
-      const double mean = seen > 0 ? sum / seen : 0.0;
-      AlsComplete(observed_values, observed, m, n, spec.matrix.r, prediction);
-      for (int k = 0; k < m * n; ++k) {
-        if (observed[k]) continue;
-        const double truth = values[row * l + position[k]];
-        mean_sq += (mean - truth) * (mean - truth);
-        als_sq += (prediction[k] - truth) * (prediction[k] - truth);
-        ++count;
-      }
-    }
-  }
-  EvalResult r;
-  r.entries = count;
-  r.mean_rmse = std::sqrt(mean_sq / std::max<int64_t>(count, 1));
-  r.als_rmse = std::sqrt(als_sq / std::max<int64_t>(count, 1));
-  return r;
-}
-
-double ModelRmse(BertForMatrixRegression& model, const std::vector<TrainBatch>& batches,
-                 const torch::Device& device) {
-  torch::NoGradGuard no_grad;
-  model->eval();
-  double sq = 0;
-  int64_t count = 0;
-  for (const TrainBatch& batch : batches) {
-    torch::Tensor logits =
-        model->forward(batch.input_ids.to(device)).squeeze(-1).to(torch::kCPU, torch::kFloat64);
-    torch::Tensor err = (logits - batch.values).masked_select(batch.masked);
-    sq += err.square().sum().item<double>();
-    count += err.numel();
-  }
-  model->train();
-  return std::sqrt(sq / std::max<int64_t>(count, 1));
 }
 
 // Parameters with weight decay (matrices of Linear layers and embeddings) and without
@@ -155,37 +68,9 @@ std::vector<torch::optim::OptimizerParamGroup> ParamGroups(BertForMatrixRegressi
   return groups;
 }
 
-std::string CpuRngState() {
-  torch::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
-  return absl::Base64Escape(
-      absl::string_view(static_cast<const char*>(state.data_ptr()), state.numel()));
-}
-
-absl::Status SetCpuRngState(const std::string& base64, const std::string& where) {
-  std::string bytes;
-  if (!absl::Base64Unescape(base64, &bytes)) {
-    return absl::DataLossError(absl::StrCat(where, ": torch_cpu_rng is not base64"));
-  }
-  torch::Tensor state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
-  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
-  try {
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    generator.set_state(state);
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(
-        absl::StrCat(where, ": torch_cpu_rng: ", e.what_without_backtrace()));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
-  // Activations of a few MB are allocated and freed every step. glibc serves blocks that
-  // large with fresh mmap()s, so every step page-faults and zeroes them again; keeping them
-  // in the heap instead (and not trimming it) saves those faults (docs/benchmarks.md).
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const JobSpec& spec = options.spec;
   const TrainingSection& t = spec.training;
   const DistEnv& dist = options.dist;
@@ -259,7 +144,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   EvalResult baselines;
   if (leader) {
     eval_batches = MakeEvalBatches(spec);
-    baselines = Baselines(spec, eval_batches);
+    baselines = BaselineRmse(spec, eval_batches);
   }
   ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> source,
                    MakeBatchSource(spec, dist.rank, dist.world_size));
@@ -380,7 +265,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                    {"baseline_mean_rmse", baselines.mean_rmse},
                    {"baseline_als_rmse", baselines.als_rmse},
                    {"eval_entries", baselines.entries},
-                   {"rank", spec.matrix.r}};
+                   {"matrix_rank", spec.matrix.r}};
       metrics.Write(last_eval);
       if (!options.quiet) {
         absl::FPrintF(
