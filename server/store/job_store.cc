@@ -3,12 +3,18 @@
 #include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace matbert {
 namespace {
 
 using Json = nlohmann::json;
+
+// The layout below is schema version 1 (PRAGMA user_version). A file of version 0 is one
+// written before versions were recorded, with the same layout. Each later version adds a
+// migration to kMigrations; a file newer than this build is refused, never rewritten.
+constexpr int kSchemaVersion = 1;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -110,6 +116,10 @@ JobState StateOr(const std::string& name, JobState fallback) {
   return ParseJobState(name).value_or(fallback);
 }
 
+// kMigrations[v] turns a version-v file into version v + 1 (run in one transaction).
+// Version 0 -> 1: the layout is unchanged; only the version is recorded.
+const std::vector<const char*> kMigrations = {""};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
@@ -126,10 +136,13 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
   std::lock_guard<std::mutex> lock(store->mu_);
   sqlite3_busy_timeout(db, 5000);
   // WAL: readers do not block the writer; FULL: a commit is on disk when it returns.
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", kSchema}) {
+  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
     if (absl::Status s = store->Exec(sql); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
     }
+  }
+  if (absl::Status s = store->Migrate(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
   }
   Statement last(db, "SELECT job_id, MAX(seq) FROM events GROUP BY job_id");
   while (last.Step() == SQLITE_ROW) store->last_seq_[last.Text(0)] = last.Int(1);
@@ -139,6 +152,41 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
 JobStore::~JobStore() {
   std::lock_guard<std::mutex> lock(mu_);
   sqlite3_close(db_);
+}
+
+int JobStore::SchemaVersion() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement version(db_, "PRAGMA user_version");
+  return version.Step() == SQLITE_ROW ? static_cast<int>(version.Int(0)) : -1;
+}
+
+absl::Status JobStore::Migrate() {
+  Statement read(db_, "PRAGMA user_version");
+  if (read.Step() != SQLITE_ROW) return read.Error("PRAGMA user_version");
+  int version = static_cast<int>(read.Int(0));
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("schema version ", version, " is newer than this matbertd understands (",
+                     kSchemaVersion, "); run the matbertd that wrote it, or a newer one"));
+  }
+  Statement tables(db_, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'");
+  if (tables.Step() != SQLITE_ROW) return tables.Error("reading the schema");
+  const bool fresh = tables.Int(0) == 0;
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status status = Exec(kSchema);  // CREATE ... IF NOT EXISTS: a no-op on older files
+  for (int v = version; status.ok() && !fresh && v < kSchemaVersion; ++v) {
+    if (*kMigrations[v] != '\0') status = Exec(kMigrations[v]);
+    if (!status.ok()) {
+      status = absl::Status(status.code(), absl::StrCat("migrating the schema from version ", v,
+                                                        " to ", v + 1, ": ", status.message()));
+    }
+  }
+  if (status.ok()) status = Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str());
+  if (!status.ok()) {
+    (void)Exec("ROLLBACK");
+    return status;
+  }
+  return Exec("COMMIT");
 }
 
 absl::Status JobStore::Exec(const char* sql) {

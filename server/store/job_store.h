@@ -21,9 +21,15 @@ namespace matbert {
 
 class JobStore {
  public:
-  // Opens (creating if needed) the database at `path`.
+  // Opens (creating if needed) the database at `path`. Its schema version (PRAGMA
+  // user_version) is brought up to this build's, older files migrated in one transaction; a
+  // file of a newer version is FAILED_PRECONDITION, naming the file and both versions.
+  // Event payloads are versioned with the schema: a reader knows their fields by it.
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path);
   ~JobStore();
+
+  // The file's schema version (PRAGMA user_version).
+  int SchemaVersion() const;
 
   // Inserts a new job; AlreadyExists if the id is taken.
   absl::Status InsertJob(const JobRecord& job);
@@ -48,6 +54,8 @@ class JobStore {
  private:
   explicit JobStore(sqlite3* db) : db_(db) {}
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates the schema in a new file, migrates an older one, refuses a newer one.
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteJob(const JobRecord& job, bool insert);
 
   mutable std::mutex mu_;

@@ -1,6 +1,7 @@
 #include "server/store/job_store.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -164,6 +165,47 @@ TEST(JobStore, KillLosesNothingAcknowledged) {
   // The next append continues the numbering.
   const int64_t last = (*store)->LastSeq("k");
   EXPECT_EQ(*(*store)->AppendEvent("k", 0, "state", "{}"), last + 1);
+}
+
+TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
+  const std::string path = TempDb("versions.db");
+  {
+    auto store = JobStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->SchemaVersion(), 1);
+    ASSERT_TRUE((*store)->InsertJob(SampleJob("v1")).ok());
+    ASSERT_TRUE((*store)->AppendEvent("v1", 5, "state", "{\"state\":\"QUEUED\"}").ok());
+  }
+  auto set_version = [&](int version) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, absl::StrCat("PRAGMA user_version = ", version).c_str(), nullptr,
+                           nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  };
+  // A file written before versions were recorded (user_version 0) opens, keeps its jobs and
+  // events, and is stamped with the current version.
+  set_version(0);
+  {
+    auto store = JobStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    EXPECT_EQ((*store)->SchemaVersion(), 1);
+    auto job = (*store)->LoadJobs();
+    ASSERT_TRUE(job.ok());
+    ASSERT_EQ(job->size(), 1u);
+    EXPECT_EQ((*job)[0].id, "v1");
+    EXPECT_EQ((*store)->LastSeq("v1"), 1);
+  }
+  // A file from a newer matbertd is refused, naming the file and both versions, and left as
+  // it was.
+  set_version(7);
+  auto newer = JobStore::Open(path);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(newer.status().message().find(path), std::string::npos) << newer.status();
+  EXPECT_NE(newer.status().message().find("schema version 7 is newer"), std::string::npos);
+  EXPECT_NE(newer.status().message().find("(1)"), std::string::npos);
 }
 
 TEST(JobStore, OpenNamesTheFileItCannotOpen) {
