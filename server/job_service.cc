@@ -6,6 +6,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/run_layout.h"
 #include "common/unique_fd.h"
 #include "server/core/run_files.h"
 #include "server/proto_convert.h"
@@ -112,7 +113,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
     int64_t seq = request.after_seq();
     // Log lines (include_logs): start at the current end of each rank's log.
     std::map<int, int64_t> log_offsets;
-    const std::string logs = coordinator->RunDir(job_id) + "/logs/";
+    const std::string run_dir = coordinator->RunDir(job_id);
     grpc::Status result = grpc::Status::OK;
     while (true) {
       absl::StatusOr<Coordinator::EventPage> page = coordinator->Events(job_id, seq, kEventBatch);
@@ -132,7 +133,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
       if (gone) break;
       if (request.include_logs()) {
         for (int rank = 0;; ++rank) {
-          const std::string path = absl::StrCat(logs, "rank-", rank, ".log");
+          const std::string path = RunLogPath(run_dir, rank);
           if (access(path.c_str(), F_OK) != 0) break;
           auto [it, fresh] = log_offsets.try_emplace(rank, 0);
           v1::LogBatch batch;
@@ -178,8 +179,7 @@ grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
                            std::max(1, view->job.devices_requested) - 1, ", got ", request.rank()));
         }
         std::map<int, int64_t> offsets;  // rank -> next byte to read
-        const std::string logs = view->run_dir + "/logs/";
-        auto path_of = [&](int rank) { return absl::StrCat(logs, "rank-", rank, ".log"); };
+        auto path_of = [&](int rank) { return RunLogPath(view->run_dir, rank); };
         for (int rank = 0; rank < world; ++rank) offsets[rank] = 0;
         if (request.has_rank()) offsets[request.rank()] = 0;
         for (auto& [rank, offset] : offsets) {

@@ -16,6 +16,7 @@
 #include "common/file_util.h"
 #include "common/free_port.h"
 #include "common/job_spec.h"
+#include "common/run_layout.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/core/run_files.h"
@@ -237,7 +238,7 @@ absl::StatusOr<JobView> Coordinator::Submit(const SubmitRequest& request) {
   std::error_code ec;
   fs::create_directories(run_dir + "/logs", ec);
   if (ec) return ErrnoStatus(ec.value(), "cannot create run directory", run_dir);
-  RETURN_IF_ERROR(WriteFileAtomically(run_dir + "/spec.toml", job.spec_toml));
+  RETURN_IF_ERROR(WriteFileAtomically(RunSpecPath(run_dir), job.spec_toml));
   RETURN_IF_ERROR(store_->InsertJob(job));
   RETURN_IF_ERROR(scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested}));
   JobEntry& entry = jobs_[job.id];
@@ -461,12 +462,11 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   if (job.kind == "generate") {
     // One process with a generator thread per slot: the output is byte-identical for any
     // thread count, so the slots are used without splitting the dataset across processes.
-    args = {options_.worker_path,  "generate",   "--config", run_dir + "/spec.toml", "--threads",
+    args = {options_.worker_path,  "generate",   "--config", RunSpecPath(run_dir), "--threads",
             std::to_string(world), "--overwrite"};
     world = 1;
   } else {
-    args = {options_.worker_path,   "train",     "--config",
-            run_dir + "/spec.toml", "--run-dir", run_dir};
+    args = {options_.worker_path, "train", "--config", RunSpecPath(run_dir), "--run-dir", run_dir};
     const std::vector<CheckpointDir> checkpoints = ListCheckpointDirs(run_dir);
     if (!checkpoints.empty()) {
       args.insert(args.end(), {"--checkpoint.load_step", "-1"});
@@ -503,7 +503,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
     if (!options_.tls_ca_file.empty()) {
       request.env.push_back("MATBERT_TLS_CA=" + options_.tls_ca_file);
     }
-    request.log_path = absl::StrCat(run_dir, "/logs/rank-", rank, ".log");
+    request.log_path = RunLogPath(run_dir, rank);
     request.cwd = run_dir;
     request.process_group = live->group;
     request.rank = rank;

@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/run_layout.h"
 #include "common/sha256.h"
 #include "common/unique_fd.h"
 
@@ -17,15 +17,14 @@ namespace matbert {
 namespace fs = std::filesystem;
 
 std::vector<CheckpointDir> ListCheckpointDirs(const std::string& run_dir) {
-  static const std::regex kName("step-([0-9]{7,})");
   std::vector<CheckpointDir> out;
   std::error_code ec;
-  for (const fs::directory_entry& entry : fs::directory_iterator(run_dir + "/checkpoints", ec)) {
-    std::smatch match;
+  for (const fs::directory_entry& entry : fs::directory_iterator(RunCheckpointsDir(run_dir), ec)) {
     const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || !std::regex_match(name, match, kName)) continue;
+    const std::optional<int64_t> step = ParseCheckpointDirName(name);
+    if (!step.has_value() || !entry.is_directory(ec)) continue;
     CheckpointDir dir;
-    dir.step = std::stoll(match[1]);
+    dir.step = *step;
     dir.path = entry.path().string();
     dir.name = name;
     for (const fs::directory_entry& file : fs::directory_iterator(entry.path(), ec)) {

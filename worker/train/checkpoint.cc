@@ -22,23 +22,6 @@
 namespace matbert {
 namespace fs = std::filesystem;
 
-std::string CheckpointDirName(int64_t step) { return absl::StrFormat("step-%07d", step); }
-
-std::vector<int64_t> ListCheckpointSteps(const std::string& checkpoints_dir) {
-  std::vector<int64_t> steps;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(checkpoints_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    int64_t step = 0;
-    if (name.size() >= 12 && name.rfind("step-", 0) == 0 &&
-        absl::SimpleAtoi(name.substr(5), &step) && entry.is_directory()) {
-      steps.push_back(step);
-    }
-  }
-  std::sort(steps.begin(), steps.end());
-  return steps;
-}
-
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, int64_t step,
                                             BertForMatrixRegression& model,
                                             torch::optim::Optimizer& optimizer,

@@ -15,17 +15,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/run_layout.h"  // CheckpointDirName, ListCheckpointSteps
 #include "worker/train/bert_model.h"
 
 namespace matbert {
 
 inline constexpr int kCheckpointFormatVersion = 1;
-
-// "step-0000042"
-std::string CheckpointDirName(int64_t step);
-
-// Steps of the complete checkpoints in `checkpoints_dir`, ascending.
-std::vector<int64_t> ListCheckpointSteps(const std::string& checkpoints_dir);
 
 // Writes checkpoint `step` (trainer_state gets format_version and step added), then removes
 // all but the newest `keep`. Returns the checkpoint's directory.

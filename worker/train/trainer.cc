@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/progress_bar.h"
+#include "common/run_layout.h"
 #include "common/status_macros.h"
 #include "worker/train/als_baseline.h"
 #include "worker/train/batch_source.h"
@@ -75,11 +76,11 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   const TrainingSection& t = spec.training;
   const DistEnv& dist = options.dist;
   const bool leader = dist.rank == 0;
-  const std::string checkpoints_dir = options.run_dir + "/checkpoints";
+  const std::string checkpoints_dir = RunCheckpointsDir(options.run_dir);
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_dir, ec);
   if (ec) return ErrnoStatus(ec.value(), "cannot create run directory", checkpoints_dir);
-  if (leader) RETURN_IF_ERROR(WriteFileAtomically(options.run_dir + "/config.toml", spec.ToToml()));
+  if (leader) RETURN_IF_ERROR(WriteFileAtomically(RunConfigPath(options.run_dir), spec.ToToml()));
 
   const int threads = t.threads > 0
                           ? t.threads
@@ -149,11 +150,10 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> source,
                    MakeBatchSource(spec, dist.rank, dist.world_size));
   Prefetcher prefetcher(std::move(source), {start_step + 1, 0}, t.grad_accum);
-  MetricsLog metrics(leader ? options.run_dir + "/metrics.jsonl" : "/dev/null",
+  MetricsLog metrics(leader ? RunMetricsPath(options.run_dir) : "/dev/null",
                      leader ? options.on_record : nullptr);
   if (!metrics.ok())
-    return absl::InternalError(
-        absl::StrCat("cannot append to ", options.run_dir, "/metrics.jsonl"));
+    return absl::InternalError(absl::StrCat("cannot append to ", RunMetricsPath(options.run_dir)));
   if (cuda && bf16) compat::SetCudaAutocastBf16(true);
 
   const int64_t tokens_per_step =
