@@ -7,10 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/run_layout.h"
+#include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "server/core/run_files.h"
 #include "server/proto_convert.h"
-#include "server/stream_writer.h"
+#include "server/rpc_call.h"
 
 namespace matbert {
 namespace {
@@ -18,12 +19,6 @@ namespace {
 constexpr int kEventBatch = 256;
 constexpr int64_t kLogReadBytes = 256 * 1024;
 constexpr size_t kChunkBytes = 1 << 20;
-
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
-}
 
 // Reads one rank's log from `offset`, tagging lines with the rank.
 int64_t AppendLogLines(const std::string& path, int rank, int64_t offset, v1::LogBatch* batch) {
@@ -42,139 +37,133 @@ int64_t AppendLogLines(const std::string& path, int rank, int64_t offset, v1::Lo
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* request,
                                                     v1::SubmitJobResponse* response) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
-  SubmitRequest submit;
-  submit.spec_toml = request->spec_toml();
-  submit.overrides.assign(request->overrides().begin(), request->overrides().end());
-  submit.source_name = request->source_name();
-  submit.grace_period_s = request->grace_period_seconds();
-  absl::StatusOr<JobView> view = coordinator_->Submit(submit);
-  if (view.ok()) {
-    response->set_job_id(view->job.id);
-    ToProto(*view, coordinator_->options(), response->mutable_job());
-  }
-  return Reply(ctx, ToGrpc(view.status()));
+  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+    SubmitRequest submit;
+    submit.spec_toml = request->spec_toml();
+    submit.overrides.assign(request->overrides().begin(), request->overrides().end());
+    submit.source_name = request->source_name();
+    submit.grace_period_s = request->grace_period_seconds();
+    ASSIGN_OR_RETURN(JobView view, coordinator_->Submit(submit));
+    response->set_job_id(view.job.id);
+    ToProto(view, coordinator_->options(), response->mutable_job());
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                  const v1::GetJobRequest* request,
                                                  v1::Job* response) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
-  absl::StatusOr<JobView> view = coordinator_->Get(request->job_id());
-  if (view.ok()) ToProto(*view, coordinator_->options(), response);
-  return Reply(ctx, ToGrpc(view.status()));
+  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(JobView view, coordinator_->Get(request->job_id()));
+    ToProto(view, coordinator_->options(), response);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* request,
                                                    v1::ListJobsResponse* response) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
-  std::vector<JobState> states;
-  for (int s : request->states()) {
-    if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
-      return Reply(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     absl::StrCat("states: unknown job state ", s,
-                                                  "; allowed JOB_STATE_QUEUED … CANCELLED (1-7)")));
+  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+    std::vector<JobState> states;
+    for (int s : request->states()) {
+      if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "states: unknown job state ", s, "; allowed JOB_STATE_QUEUED … CANCELLED (1-7)"));
+      }
+      states.push_back(static_cast<JobState>(s));
     }
-    states.push_back(static_cast<JobState>(s));
-  }
-  if (request->limit() < 0) {
-    return Reply(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "limit must be >= 0"));
-  }
-  for (const JobView& view : coordinator_->List(states, request->limit())) {
-    v1::Job* job = response->add_jobs();
-    ToProto(view, coordinator_->options(), job);
-    job->clear_spec_toml();  // kilobytes per job; GetJob has it
-  }
-  return Reply(ctx, grpc::Status::OK);
+    if (request->limit() < 0) return absl::InvalidArgumentError("limit must be >= 0");
+    for (const JobView& view : coordinator_->List(states, request->limit())) {
+      v1::Job* job = response->add_jobs();
+      ToProto(view, coordinator_->options(), job);
+      job->clear_spec_toml();  // kilobytes per job; GetJob has it
+    }
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                     const v1::CancelJobRequest* request,
                                                     v1::Job* response) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
-  absl::StatusOr<JobView> view = coordinator_->Cancel(request->job_id(), request->force());
-  if (view.ok()) ToProto(*view, coordinator_->options(), response);
-  return Reply(ctx, ToGrpc(view.status()));
+  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(JobView view, coordinator_->Cancel(request->job_id(), request->force()));
+    ToProto(view, coordinator_->options(), response);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) {
-    return StreamWriter<v1::JobEvent>::Start([denied](auto*) { return denied; });
-  }
-  return StreamWriter<v1::JobEvent>::Start([coordinator = coordinator_, request = *request](
-                                               StreamWriter<v1::JobEvent>* writer) {
-    const std::string& job_id = request.job_id();
-    if (request.after_seq() < 0) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "after_seq must be >= 0");
-    }
-    const int64_t handle = coordinator->Subscribe(job_id, [writer] { writer->Wake(); });
-    int64_t seq = request.after_seq();
-    // Log lines (include_logs): start at the current end of each rank's log.
-    std::map<int, int64_t> log_offsets;
-    const std::string run_dir = coordinator->RunDir(job_id);
-    grpc::Status result = grpc::Status::OK;
-    while (true) {
-      absl::StatusOr<Coordinator::EventPage> page = coordinator->Events(job_id, seq, kEventBatch);
-      if (!page.ok()) {
-        result = ToGrpc(page.status());
-        break;
-      }
-      bool gone = false;
-      for (const EventRecord& event : page->events) {
-        v1::JobEvent out;
-        seq = event.seq;
-        if (ToProto(event, &out) && !writer->Write(out)) {
-          gone = true;
-          break;
+  return StreamCall<v1::JobEvent>(
+      ctx, *auth_,
+      [coordinator = coordinator_, request = *request](StreamWriter<v1::JobEvent>* writer) {
+        const std::string& job_id = request.job_id();
+        if (request.after_seq() < 0) {
+          return absl::InvalidArgumentError("after_seq must be >= 0");
         }
-      }
-      if (gone) break;
-      if (request.include_logs()) {
-        for (int rank = 0;; ++rank) {
-          const std::string path = RunLogPath(run_dir, rank);
-          if (access(path.c_str(), F_OK) != 0) break;
-          auto [it, fresh] = log_offsets.try_emplace(rank, 0);
-          v1::LogBatch batch;
-          it->second = AppendLogLines(path, rank, it->second, &batch);
-          for (const v1::LogLine& line : batch.lines()) {
+        const int64_t handle = coordinator->Subscribe(job_id, [writer] { writer->Wake(); });
+        int64_t seq = request.after_seq();
+        // Log lines (include_logs): start at the current end of each rank's log.
+        std::map<int, int64_t> log_offsets;
+        const std::string run_dir = coordinator->RunDir(job_id);
+        absl::Status result = absl::OkStatus();
+        while (true) {
+          absl::StatusOr<Coordinator::EventPage> page =
+              coordinator->Events(job_id, seq, kEventBatch);
+          if (!page.ok()) {
+            result = page.status();
+            break;
+          }
+          bool gone = false;
+          for (const EventRecord& event : page->events) {
             v1::JobEvent out;
-            *out.mutable_log() = line;
-            if (!writer->Write(out)) gone = true;
+            seq = event.seq;
+            if (ToProto(event, &out) && !writer->Write(out)) {
+              gone = true;
+              break;
+            }
+          }
+          if (gone) break;
+          if (request.include_logs()) {
+            for (int rank = 0;; ++rank) {
+              const std::string path = RunLogPath(run_dir, rank);
+              if (access(path.c_str(), F_OK) != 0) break;
+              auto [it, fresh] = log_offsets.try_emplace(rank, 0);
+              v1::LogBatch batch;
+              it->second = AppendLogLines(path, rank, it->second, &batch);
+              for (const v1::LogLine& line : batch.lines()) {
+                v1::JobEvent out;
+                *out.mutable_log() = line;
+                if (!writer->Write(out)) gone = true;
+              }
+            }
+            if (gone) break;
+          }
+          if (page->job_ended) break;
+          if (static_cast<int>(page->events.size()) == kEventBatch) continue;
+          // Woken by a new event; the timeout also polls logs.
+          if (!writer->WaitForWake(
+                  std::chrono::milliseconds(request.include_logs() ? 200 : 5000))) {
+            break;
           }
         }
-        if (gone) break;
-      }
-      if (page->job_ended) break;
-      if (static_cast<int>(page->events.size()) == kEventBatch) continue;
-      // Woken by a new event; the timeout also polls logs.
-      if (!writer->WaitForWake(std::chrono::milliseconds(request.include_logs() ? 200 : 5000))) {
-        break;
-      }
-    }
-    coordinator->Unsubscribe(handle);
-    return result;
-  });
+        coordinator->Unsubscribe(handle);
+        return result;
+      });
 }
 
 grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
     grpc::CallbackServerContext* ctx, const v1::StreamLogsRequest* request) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) {
-    return StreamWriter<v1::LogBatch>::Start([denied](auto*) { return denied; });
-  }
-  return StreamWriter<v1::LogBatch>::Start(
+  return StreamCall<v1::LogBatch>(
+      ctx, *auth_,
       [coordinator = coordinator_, request = *request](StreamWriter<v1::LogBatch>* writer) {
         absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
-        if (!view.ok()) return ToGrpc(view.status());
-        if (request.tail_lines() < 0) {
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "tail_lines must be >= 0");
-        }
+        if (!view.ok()) return view.status();
+        if (request.tail_lines() < 0) return absl::InvalidArgumentError("tail_lines must be >= 0");
         const int world = request.has_rank() ? 0 : std::max(1, view->job.devices_requested);
         if (request.has_rank() &&
             (request.rank() < 0 || request.rank() >= std::max(1, view->job.devices_requested))) {
-          return grpc::Status(
-              grpc::StatusCode::INVALID_ARGUMENT,
+          return absl::InvalidArgumentError(
               absl::StrCat("rank must be between 0 and ",
                            std::max(1, view->job.devices_requested) - 1, ", got ", request.rank()));
         }
@@ -200,11 +189,11 @@ grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
               offset = AppendLogLines(path_of(rank), rank, offset, &batch);
               if (batch.lines_size() == 0) break;
               any = true;
-              if (!writer->Write(batch)) return grpc::Status::OK;
+              if (!writer->Write(batch)) return absl::OkStatus();
             }
           }
-          if (!request.follow() || ended) return grpc::Status::OK;
-          if (!any && !writer->WaitForWake(std::chrono::milliseconds(200))) return grpc::Status::OK;
+          if (!request.follow() || ended) return absl::OkStatus();
+          if (!any && !writer->WaitForWake(std::chrono::milliseconds(200))) return absl::OkStatus();
         }
       });
 }
@@ -212,105 +201,102 @@ grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
 grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(grpc::CallbackServerContext* ctx,
                                                           const v1::ListCheckpointsRequest* request,
                                                           v1::ListCheckpointsResponse* response) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) return Reply(ctx, denied);
-  absl::StatusOr<JobView> view = coordinator_->Get(request->job_id());
-  if (!view.ok()) return Reply(ctx, ToGrpc(view.status()));
-  // Eval metrics by step, to attach the latest at or before each checkpoint.
-  std::map<int64_t, v1::Metrics> evals;
-  for (int64_t seq = 0;;) {
-    absl::StatusOr<Coordinator::EventPage> page =
-        coordinator_->Events(request->job_id(), seq, 1000);
-    if (!page.ok() || page->events.empty()) break;
-    for (const EventRecord& e : page->events) {
-      seq = e.seq;
-      v1::JobEvent event;
-      if (e.kind == "metrics" && ToProto(e, &event) && event.metrics().kind() == "eval") {
-        evals[event.metrics().step()] = event.metrics();
+  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(JobView view, coordinator_->Get(request->job_id()));
+    // Eval metrics by step, to attach the latest at or before each checkpoint.
+    std::map<int64_t, v1::Metrics> evals;
+    for (int64_t seq = 0;;) {
+      absl::StatusOr<Coordinator::EventPage> page =
+          coordinator_->Events(request->job_id(), seq, 1000);
+      if (!page.ok() || page->events.empty()) break;
+      for (const EventRecord& e : page->events) {
+        seq = e.seq;
+        v1::JobEvent event;
+        if (e.kind == "metrics" && ToProto(e, &event) && event.metrics().kind() == "eval") {
+          evals[event.metrics().step()] = event.metrics();
+        }
       }
     }
-  }
-  for (const CheckpointDir& dir : ListCheckpointDirs(view->run_dir)) {
-    v1::CheckpointInfo* info = response->add_checkpoints();
-    info->set_step(dir.step);
-    info->set_size_bytes(dir.size_bytes);
-    SetTimestamp(dir.mtime_ms, info->mutable_time());
-    info->set_path("checkpoints/" + dir.name);
-    auto it = evals.upper_bound(dir.step);
-    if (it != evals.begin()) {
-      --it;
-      for (const auto& [key, value] : it->second.values()) (*info->mutable_eval())[key] = value;
-      (*info->mutable_eval())["step"] = static_cast<double>(it->first);
+    for (const CheckpointDir& dir : ListCheckpointDirs(view.run_dir)) {
+      v1::CheckpointInfo* info = response->add_checkpoints();
+      info->set_step(dir.step);
+      info->set_size_bytes(dir.size_bytes);
+      SetTimestamp(dir.mtime_ms, info->mutable_time());
+      info->set_path("checkpoints/" + dir.name);
+      auto it = evals.upper_bound(dir.step);
+      if (it != evals.begin()) {
+        --it;
+        for (const auto& [key, value] : it->second.values()) (*info->mutable_eval())[key] = value;
+        (*info->mutable_eval())["step"] = static_cast<double>(it->first);
+      }
     }
-  }
-  return Reply(ctx, grpc::Status::OK);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerWriteReactor<v1::CheckpointChunk>* JobServiceImpl::DownloadCheckpoint(
     grpc::CallbackServerContext* ctx, const v1::DownloadCheckpointRequest* request) {
-  if (grpc::Status denied = auth_->Check(ctx); !denied.ok()) {
-    return StreamWriter<v1::CheckpointChunk>::Start([denied](auto*) { return denied; });
-  }
-  return StreamWriter<v1::CheckpointChunk>::Start([coordinator = coordinator_, request = *request](
-                                                      StreamWriter<v1::CheckpointChunk>* writer) {
-    absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
-    if (!view.ok()) return ToGrpc(view.status());
-    const std::vector<CheckpointDir> dirs = ListCheckpointDirs(view->run_dir);
-    if (dirs.empty()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          absl::StrCat("job ", request.job_id(), " has no checkpoint yet"));
-    }
-    const CheckpointDir* dir = &dirs.back();
-    if (request.has_step() && request.step() != -1) {
-      dir = nullptr;
-      std::string steps;
-      for (const CheckpointDir& d : dirs) {
-        if (d.step == request.step()) dir = &d;
-        absl::StrAppend(&steps, steps.empty() ? "" : ", ", d.step);
-      }
-      if (dir == nullptr) {
-        return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                            absl::StrCat("job ", request.job_id(), " has no checkpoint at step ",
-                                         request.step(), "; it has steps ", steps));
-      }
-    }
-    absl::StatusOr<std::vector<FileDigest>> files = DigestDirectory(dir->path);
-    if (!files.ok()) return ToGrpc(files.status());
-    v1::CheckpointChunk first;
-    first.set_step(dir->step);
-    for (const FileDigest& f : *files) {
-      v1::CheckpointFile* entry = first.add_manifest();
-      entry->set_name(f.name);
-      entry->set_size(f.size);
-      entry->set_sha256(f.sha256);
-    }
-    if (!writer->Write(first)) return grpc::Status::OK;
-    std::string buffer(kChunkBytes, '\0');
-    for (const FileDigest& f : *files) {
-      const std::string path = dir->path + "/" + f.name;
-      UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd.valid()) {
-        // keep-K may have deleted it since the manifest was made.
-        return grpc::Status(grpc::StatusCode::ABORTED,
-                            absl::StrCat("checkpoint step ", dir->step,
-                                         " was removed during the download; try again"));
-      }
-      for (int64_t offset = 0; offset < f.size;) {
-        const ssize_t n = ::pread(fd.get(), buffer.data(), buffer.size(), offset);
-        if (n <= 0) {
-          return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                              absl::StrCat("cannot read ", f.name, " of step ", dir->step));
+  return StreamCall<v1::CheckpointChunk>(
+      ctx, *auth_,
+      [coordinator = coordinator_, request = *request](StreamWriter<v1::CheckpointChunk>* writer) {
+        absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
+        if (!view.ok()) return view.status();
+        const std::vector<CheckpointDir> dirs = ListCheckpointDirs(view->run_dir);
+        if (dirs.empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("job ", request.job_id(), " has no checkpoint yet"));
         }
-        v1::CheckpointChunk chunk;
-        chunk.set_step(dir->step);
-        chunk.set_file(f.name);
-        chunk.set_offset(offset);
-        chunk.set_data(buffer.data(), n);
-        if (!writer->Write(chunk)) return grpc::Status::OK;
-        offset += n;
-      }
-    }
-    return grpc::Status::OK;
-  });
+        const CheckpointDir* dir = &dirs.back();
+        if (request.has_step() && request.step() != -1) {
+          dir = nullptr;
+          std::string steps;
+          for (const CheckpointDir& d : dirs) {
+            if (d.step == request.step()) dir = &d;
+            absl::StrAppend(&steps, steps.empty() ? "" : ", ", d.step);
+          }
+          if (dir == nullptr) {
+            return absl::NotFoundError(absl::StrCat("job ", request.job_id(),
+                                                    " has no checkpoint at step ", request.step(),
+                                                    "; it has steps ", steps));
+          }
+        }
+        absl::StatusOr<std::vector<FileDigest>> files = DigestDirectory(dir->path);
+        if (!files.ok()) return files.status();
+        v1::CheckpointChunk first;
+        first.set_step(dir->step);
+        for (const FileDigest& f : *files) {
+          v1::CheckpointFile* entry = first.add_manifest();
+          entry->set_name(f.name);
+          entry->set_size(f.size);
+          entry->set_sha256(f.sha256);
+        }
+        if (!writer->Write(first)) return absl::OkStatus();
+        std::string buffer(kChunkBytes, '\0');
+        for (const FileDigest& f : *files) {
+          const std::string path = dir->path + "/" + f.name;
+          UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+          if (!fd.valid()) {
+            // keep-K may have deleted it since the manifest was made.
+            return absl::AbortedError(absl::StrCat("checkpoint step ", dir->step,
+                                                   " was removed during the download; try again"));
+          }
+          for (int64_t offset = 0; offset < f.size;) {
+            const ssize_t n = ::pread(fd.get(), buffer.data(), buffer.size(), offset);
+            if (n <= 0) {
+              return absl::DataLossError(
+                  absl::StrCat("cannot read ", f.name, " of step ", dir->step));
+            }
+            v1::CheckpointChunk chunk;
+            chunk.set_step(dir->step);
+            chunk.set_file(f.name);
+            chunk.set_offset(offset);
+            chunk.set_data(buffer.data(), n);
+            if (!writer->Write(chunk)) return absl::OkStatus();
+            offset += n;
+          }
+        }
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace matbert
