@@ -9,6 +9,7 @@
 #include "common/run_layout.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
+#include "server/core/checkpoint_catalog.h"
 #include "server/core/run_files.h"
 #include "server/proto_convert.h"
 #include "server/rpc_call.h"
@@ -203,32 +204,15 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(grpc::CallbackServerCo
                                                           v1::ListCheckpointsResponse* response) {
   return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(JobView view, coordinator_->Get(request->job_id()));
-    // Eval metrics by step, to attach the latest at or before each checkpoint.
-    std::map<int64_t, v1::Metrics> evals;
-    for (int64_t seq = 0;;) {
-      absl::StatusOr<Coordinator::EventPage> page =
-          coordinator_->Events(request->job_id(), seq, 1000);
-      if (!page.ok() || page->events.empty()) break;
-      for (const EventRecord& e : page->events) {
-        seq = e.seq;
-        v1::JobEvent event;
-        if (e.kind == "metrics" && ToProto(e, &event) && event.metrics().kind() == "eval") {
-          evals[event.metrics().step()] = event.metrics();
-        }
-      }
-    }
-    for (const CheckpointDir& dir : ListCheckpointDirs(view.run_dir)) {
+    ASSIGN_OR_RETURN(std::vector<EventRecord> events, coordinator_->AllEvents(request->job_id()));
+    for (const CheckpointEntry& c :
+         CatalogCheckpoints(ListCheckpointDirs(view.run_dir), EvalsByStep(events))) {
       v1::CheckpointInfo* info = response->add_checkpoints();
-      info->set_step(dir.step);
-      info->set_size_bytes(dir.size_bytes);
-      SetTimestamp(dir.mtime_ms, info->mutable_time());
-      info->set_path("checkpoints/" + dir.name);
-      auto it = evals.upper_bound(dir.step);
-      if (it != evals.begin()) {
-        --it;
-        for (const auto& [key, value] : it->second.values()) (*info->mutable_eval())[key] = value;
-        (*info->mutable_eval())["step"] = static_cast<double>(it->first);
-      }
+      info->set_step(c.dir.step);
+      info->set_size_bytes(c.dir.size_bytes);
+      SetTimestamp(c.dir.mtime_ms, info->mutable_time());
+      info->set_path("checkpoints/" + c.dir.name);
+      info->mutable_eval()->insert(c.eval.begin(), c.eval.end());
     }
     return absl::OkStatus();
   });
@@ -241,25 +225,12 @@ grpc::ServerWriteReactor<v1::CheckpointChunk>* JobServiceImpl::DownloadCheckpoin
       [coordinator = coordinator_, request = *request](StreamWriter<v1::CheckpointChunk>* writer) {
         absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
         if (!view.ok()) return view.status();
-        const std::vector<CheckpointDir> dirs = ListCheckpointDirs(view->run_dir);
-        if (dirs.empty()) {
-          return absl::NotFoundError(
-              absl::StrCat("job ", request.job_id(), " has no checkpoint yet"));
-        }
-        const CheckpointDir* dir = &dirs.back();
-        if (request.has_step() && request.step() != -1) {
-          dir = nullptr;
-          std::string steps;
-          for (const CheckpointDir& d : dirs) {
-            if (d.step == request.step()) dir = &d;
-            absl::StrAppend(&steps, steps.empty() ? "" : ", ", d.step);
-          }
-          if (dir == nullptr) {
-            return absl::NotFoundError(absl::StrCat("job ", request.job_id(),
-                                                    " has no checkpoint at step ", request.step(),
-                                                    "; it has steps ", steps));
-          }
-        }
+        std::optional<int64_t> step;
+        if (request.has_step()) step = request.step();
+        absl::StatusOr<CheckpointDir> selected =
+            SelectCheckpoint(ListCheckpointDirs(view->run_dir), step, request.job_id());
+        if (!selected.ok()) return selected.status();
+        const CheckpointDir* dir = &*selected;
         absl::StatusOr<std::vector<FileDigest>> files = DigestDirectory(dir->path);
         if (!files.ok()) return files.status();
         v1::CheckpointChunk first;

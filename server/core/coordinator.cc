@@ -343,6 +343,16 @@ MetricsSnapshot Coordinator::Metrics(int64_t retention_ms) const {
   return m;
 }
 
+absl::StatusOr<std::vector<EventRecord>> Coordinator::AllEvents(const std::string& job_id) const {
+  std::vector<EventRecord> out;
+  for (int64_t seq = 0;;) {
+    ASSIGN_OR_RETURN(EventPage page, Events(job_id, seq, 1000));
+    if (page.events.empty()) return out;
+    seq = page.events.back().seq;
+    out.insert(out.end(), page.events.begin(), page.events.end());
+  }
+}
+
 absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& job_id,
                                                            int64_t after_seq, int limit) const {
   bool ended;

@@ -126,6 +126,8 @@ class Coordinator {
     bool job_ended = false;
   };
   absl::StatusOr<EventPage> Events(const std::string& job_id, int64_t after_seq, int limit) const;
+  // Every stored event of the job, in order (for reports over the whole log).
+  absl::StatusOr<std::vector<EventRecord>> AllEvents(const std::string& job_id) const;
   // Calls `wake` (on some internal thread, with no lock held; it must not block) whenever the
   // job gets an event. Returns a handle for Unsubscribe.
   int64_t Subscribe(const std::string& job_id, std::function<void()> wake);
