@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -24,18 +25,18 @@ absl::Status ReadInt(const char* name, int* out, bool* seen) {
 absl::StatusOr<DistEnv> ReadDistEnv() {
   DistEnv env;
   bool seen = false;
-  for (auto [name, field] : {std::pair{"RANK", &env.rank},
-                             {"LOCAL_RANK", &env.local_rank},
-                             {"WORLD_SIZE", &env.world_size},
-                             {"LOCAL_WORLD_SIZE", &env.local_world_size},
-                             {"MASTER_PORT", &env.master_port}}) {
+  for (auto [name, field] : {std::pair{kEnvRank, &env.rank},
+                             {kEnvLocalRank, &env.local_rank},
+                             {kEnvWorldSize, &env.world_size},
+                             {kEnvLocalWorldSize, &env.local_world_size},
+                             {kEnvMasterPort, &env.master_port}}) {
     if (absl::Status s = ReadInt(name, field, &seen); !s.ok()) return s;
   }
-  if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr) {
+  if (const char* addr = std::getenv(kEnvMasterAddr); addr != nullptr && *addr) {
     env.master_addr = addr;
   }
   if (!seen) return env;
-  if (std::getenv("LOCAL_WORLD_SIZE") == nullptr) env.local_world_size = env.world_size;
+  if (std::getenv(kEnvLocalWorldSize) == nullptr) env.local_world_size = env.world_size;
   if (env.world_size < 1 || env.rank >= env.world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("RANK must be in 0..WORLD_SIZE-1 = ", env.world_size - 1, ", got ", env.rank));
@@ -48,6 +49,55 @@ absl::StatusOr<DistEnv> ReadDistEnv() {
   if (env.world_size > 1 && (env.master_port < 1 || env.master_port > 65535)) {
     return absl::InvalidArgumentError(
         absl::StrCat("MASTER_PORT must be in 1..65535, got ", env.master_port));
+  }
+  return env;
+}
+
+std::vector<std::string> RankEnvEntries(const RankEnv& env) {
+  std::vector<std::string> out = {
+      absl::StrCat(kEnvRank, "=", env.dist.rank),
+      absl::StrCat(kEnvLocalRank, "=", env.dist.local_rank),
+      absl::StrCat(kEnvWorldSize, "=", env.dist.world_size),
+      absl::StrCat(kEnvLocalWorldSize, "=", env.dist.local_world_size),
+      absl::StrCat(kEnvMasterAddr, "=", env.dist.master_addr),
+      absl::StrCat(kEnvMasterPort, "=", env.dist.master_port),
+      absl::StrCat(kEnvCudaVisibleDevices, "=", env.cuda_visible_devices),
+      absl::StrCat(kEnvCoordinator, "=", env.coordinator.address),
+      absl::StrCat(kEnvJobId, "=", env.coordinator.job_id),
+      absl::StrCat(kEnvAttempt, "=", env.coordinator.attempt)};
+  if (!env.coordinator.token.empty())
+    out.push_back(absl::StrCat(kEnvToken, "=", env.coordinator.token));
+  if (!env.coordinator.tls_ca.empty()) {
+    out.push_back(absl::StrCat(kEnvTlsCa, "=", env.coordinator.tls_ca));
+  }
+  return out;
+}
+
+bool IsRankEnvEntry(absl::string_view entry) {
+  for (const char* name : {kEnvRank, kEnvLocalRank, kEnvWorldSize, kEnvLocalWorldSize,
+                           kEnvMasterAddr, kEnvMasterPort, kEnvCudaVisibleDevices}) {
+    if (absl::StartsWith(entry, absl::StrCat(name, "="))) return true;
+  }
+  return absl::StartsWith(entry, "MATBERT_");
+}
+
+absl::StatusOr<std::optional<CoordinatorEnv>> ReadCoordinatorEnv() {
+  const char* address = std::getenv(kEnvCoordinator);
+  if (address == nullptr || *address == '\0') return std::nullopt;
+  CoordinatorEnv env;
+  env.address = address;
+  if (const char* token = std::getenv(kEnvToken); token != nullptr) env.token = token;
+  if (const char* ca = std::getenv(kEnvTlsCa); ca != nullptr) env.tls_ca = ca;
+  const char* job = std::getenv(kEnvJobId);
+  if (job == nullptr || *job == '\0') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kEnvJobId, " must be set with ", kEnvCoordinator));
+  }
+  env.job_id = job;
+  const char* attempt = std::getenv(kEnvAttempt);
+  if (attempt == nullptr || !absl::SimpleAtoi(attempt, &env.attempt) || env.attempt < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kEnvAttempt, " must be a number >= 1, got \"", attempt ? attempt : "", "\""));
   }
   return env;
 }

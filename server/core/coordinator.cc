@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/dist_env.h"
 #include "common/file_util.h"
 #include "common/free_port.h"
 #include "common/job_spec.h"
@@ -51,13 +52,9 @@ int CauseClass(const ProcessStatus& status) {
 
 // The daemon's environment minus what the launcher sets per rank.
 std::vector<std::string> BaseEnvironment() {
-  static const char* kOwn[] = {
-      "RANK=",        "LOCAL_RANK=",  "WORLD_SIZE=",           "LOCAL_WORLD_SIZE=",
-      "MASTER_ADDR=", "MASTER_PORT=", "CUDA_VISIBLE_DEVICES=", "MATBERT_"};
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    bool own = false;
-    for (const char* prefix : kOwn) own = own || absl::StartsWith(*e, prefix);
+    const bool own = IsRankEnvEntry(*e);
     if (!own) env.push_back(*e);
   }
   return env;
@@ -496,23 +493,20 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
     SpawnRequest request;
     request.argv = args;
     request.env = base_env;
-    const std::pair<const char*, std::string> vars[] = {
-        {"RANK", std::to_string(rank)},
-        {"LOCAL_RANK", std::to_string(rank)},
-        {"WORLD_SIZE", std::to_string(world)},
-        {"LOCAL_WORLD_SIZE", std::to_string(world)},
-        {"MASTER_ADDR", options_.master_addr},
-        {"MASTER_PORT", std::to_string(*port)},
-        {"CUDA_VISIBLE_DEVICES", absl::StrJoin(visible, ",")},
-        {"MATBERT_COORDINATOR", options_.coordinator_address},
-        {"MATBERT_JOB_ID", job.id},
-        {"MATBERT_ATTEMPT", std::to_string(live->record.number)},
-    };
-    for (const auto& [key, value] : vars) request.env.push_back(absl::StrCat(key, "=", value));
-    if (!options_.token.empty()) request.env.push_back("MATBERT_TOKEN=" + options_.token);
-    if (!options_.tls_ca_file.empty()) {
-      request.env.push_back("MATBERT_TLS_CA=" + options_.tls_ca_file);
-    }
+    RankEnv env;
+    env.dist = {.rank = rank,
+                .local_rank = rank,
+                .world_size = world,
+                .local_world_size = world,
+                .master_addr = options_.master_addr,
+                .master_port = *port};
+    env.cuda_visible_devices = absl::StrJoin(visible, ",");
+    env.coordinator = {.address = options_.coordinator_address,
+                       .job_id = job.id,
+                       .attempt = live->record.number,
+                       .token = options_.token,
+                       .tls_ca = options_.tls_ca_file};
+    for (std::string& entry : RankEnvEntries(env)) request.env.push_back(std::move(entry));
     request.log_path = RunLogPath(run_dir, rank);
     request.cwd = run_dir;
     request.process_group = live->group;

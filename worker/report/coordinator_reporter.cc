@@ -9,7 +9,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/dist_env.h"
 #include "common/file_util.h"
+#include "common/status_macros.h"
 #include "matbert/v1/worker_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -149,31 +151,19 @@ CoordinatorReporter::~CoordinatorReporter() {
 }
 
 absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::FromEnvironment() {
-  const char* address = std::getenv("MATBERT_COORDINATOR");
-  if (address == nullptr || *address == '\0') return nullptr;
+  ASSIGN_OR_RETURN(std::optional<CoordinatorEnv> env, ReadCoordinatorEnv());
+  if (!env.has_value()) return nullptr;  // run by hand
+  ASSIGN_OR_RETURN(DistEnv dist, ReadDistEnv());
   auto impl = std::make_unique<Impl>();
-  impl->address = address;
-  if (const char* token = std::getenv("MATBERT_TOKEN"); token != nullptr) impl->token = token;
-  const char* job = std::getenv("MATBERT_JOB_ID");
-  if (job == nullptr || *job == '\0') {
-    return absl::InvalidArgumentError("MATBERT_JOB_ID must be set with MATBERT_COORDINATOR");
-  }
-  impl->id.set_job_id(job);
-  int attempt = 0, rank = 0;
-  const char* attempt_text = std::getenv("MATBERT_ATTEMPT");
-  if (attempt_text == nullptr || !absl::SimpleAtoi(attempt_text, &attempt) || attempt < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("MATBERT_ATTEMPT must be a number >= 1, got \"",
-                                                   attempt_text ? attempt_text : "", "\""));
-  }
-  if (const char* r = std::getenv("RANK"); r != nullptr && !absl::SimpleAtoi(r, &rank)) {
-    return absl::InvalidArgumentError(absl::StrCat("RANK must be a number, got \"", r, "\""));
-  }
-  impl->id.set_attempt(attempt);
-  impl->id.set_rank(rank);
+  impl->address = env->address;
+  impl->token = env->token;
+  impl->id.set_job_id(env->job_id);
+  impl->id.set_attempt(env->attempt);
+  impl->id.set_rank(dist.rank);
   // MATBERT_TLS_CA: matbertd serves TLS with this certificate (it is its own CA).
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (const char* ca = std::getenv("MATBERT_TLS_CA"); ca != nullptr && *ca != '\0') {
-    absl::StatusOr<std::string> pem = ReadFileToString(ca);
+  if (!env->tls_ca.empty()) {
+    absl::StatusOr<std::string> pem = ReadFileToString(env->tls_ca);
     if (!pem.ok())
       return absl::InvalidArgumentError(absl::StrCat("MATBERT_TLS_CA: ", pem.status().message()));
     grpc::SslCredentialsOptions tls;
