@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "client/commands.h"
 #include "client/exit_codes.h"
+#include "common/job_spec.h"
 
 namespace {
 
@@ -16,29 +17,17 @@ constexpr char kExitCodes[] =
     "Exit codes: 0 success, 1 error, 2 usage, 3 job or checkpoint not found, 4 matbertd "
     "unreachable (or token refused), 5 watched job FAILED, 6 watched job CANCELLED.";
 
-// Spec overrides ("--training.steps 1000", "--training.steps=1000": a long option whose name
-// has a dot) are taken out of the arguments before CLI11 sees them, as "key=value".
+// Spec overrides ("--training.steps 1000", "--training.steps=1000") are taken out of the
+// arguments before CLI11 sees them (common/job_spec's ExtractOverrideArgs), as "key=value".
 // False (after a message) when one lacks its value.
 bool ExtractOverrides(std::vector<std::string>* args, std::vector<std::string>* overrides) {
-  std::vector<std::string> kept;
-  for (size_t i = 0; i < args->size(); ++i) {
-    const std::string& arg = (*args)[i];
-    const std::string name = arg.substr(0, arg.find('='));
-    if (!absl::StartsWith(arg, "--") || name.find('.') == std::string::npos) {
-      kept.push_back(arg);
-      continue;
-    }
-    std::string text = arg.substr(2);
-    if (text.find('=') == std::string::npos) {
-      if (i + 1 >= args->size()) {
-        absl::FPrintF(stderr, "matbertctl: %s needs a value (see matbertctl submit --help)\n", arg);
-        return false;
-      }
-      text += "=" + (*args)[++i];
-    }
-    overrides->push_back(text);
+  absl::StatusOr<std::vector<matbert::Override>> extracted = matbert::ExtractOverrideArgs(args);
+  if (!extracted.ok()) {
+    absl::FPrintF(stderr, "matbertctl: %s (see matbertctl submit --help)\n",
+                  extracted.status().message());
+    return false;
   }
-  *args = std::move(kept);
+  for (const matbert::Override& o : *extracted) overrides->push_back(o.key + "=" + o.value);
   return true;
 }
 

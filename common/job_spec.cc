@@ -412,6 +412,31 @@ absl::StatusOr<Override> ParseSetOverride(absl::string_view text) {
                   absl::StrCat("--set ", text.substr(0, eq))};
 }
 
+absl::StatusOr<std::vector<Override>> ExtractOverrideArgs(std::vector<std::string>* args) {
+  std::vector<Override> overrides;
+  std::vector<std::string> kept;
+  for (size_t i = 0; i < args->size(); ++i) {
+    const std::string& arg = (*args)[i];
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    if (!absl::StartsWith(arg, "--") || name.find('.') == std::string::npos) {
+      kept.push_back(arg);
+      continue;
+    }
+    Override o{name.substr(2), "", name};
+    if (eq != std::string::npos) {
+      o.value = arg.substr(eq + 1);
+    } else if (i + 1 < args->size()) {
+      o.value = (*args)[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+    }
+    overrides.push_back(std::move(o));
+  }
+  *args = std::move(kept);
+  return overrides;
+}
+
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::string& source_name,
                                      const std::string& base_dir,
                                      const std::vector<Override>& overrides, bool confine_arch) {

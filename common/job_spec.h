@@ -117,6 +117,12 @@ struct Override {
 // Parses "section.key=value" (as given to --set).
 absl::StatusOr<Override> ParseSetOverride(absl::string_view text);
 
+// Takes the spec overrides out of command-line arguments, for every program that accepts
+// them: "--section.key VALUE" and "--section.key=VALUE" (a long option whose name has a dot)
+// become Overrides with origin "--section.key"; the other arguments stay in `args`, in order.
+// INVALID_ARGUMENT naming the option when its value is missing.
+absl::StatusOr<std::vector<Override>> ExtractOverrideArgs(std::vector<std::string>* args);
+
 // Reads, merges and validates a spec. `source_name` names the text in errors; `base_dir`
 // is where a relative model.arch path is looked up. With `confine_arch` (specs from remote
 // clients) model.arch must be a relative path that stays inside base_dir.

@@ -128,5 +128,25 @@ TEST(JobSpecTest, ResolvedTomlRoundTrips) {
   EXPECT_EQ(again->training.lr, spec->training.lr);
 }
 
+TEST(JobSpec, OverrideArgumentsAreTakenOutOfTheCommandLine) {
+  std::vector<std::string> args = {"submit", "spec.toml", "--training.steps",
+                                   "500",    "--quiet",   "--matrix.prec=3",
+                                   "--name", "x.y",       "--set",
+                                   "a.b=1"};
+  auto overrides = ExtractOverrideArgs(&args);
+  ASSERT_TRUE(overrides.ok()) << overrides.status();
+  EXPECT_EQ(args, (std::vector<std::string>{"submit", "spec.toml", "--quiet", "--name", "x.y",
+                                            "--set", "a.b=1"}));
+  ASSERT_EQ(overrides->size(), 2u);
+  EXPECT_EQ((*overrides)[0].key, "training.steps");
+  EXPECT_EQ((*overrides)[0].value, "500");
+  EXPECT_EQ((*overrides)[0].origin, "--training.steps");
+  EXPECT_EQ((*overrides)[1].key, "matrix.prec");
+  EXPECT_EQ((*overrides)[1].value, "3");
+  std::vector<std::string> dangling = {"--training.lr"};
+  auto missing = ExtractOverrideArgs(&dangling);
+  EXPECT_EQ(missing.status().message(), "--training.lr needs a value");
+}
+
 }  // namespace
 }  // namespace matbert

@@ -59,29 +59,20 @@ TrainCommand::TrainCommand(CLI::App& app) {
 std::atomic<bool>* TrainCommand::StopFlag() { return &g_stop; }
 
 int TrainCommand::Run(CoordinatorReporter* reporter) {
-  std::vector<Override> overrides;
-  const std::vector<std::string> extras = command_->remaining();
-  for (size_t i = 0; i < extras.size(); ++i) {
-    std::string arg = extras[i];
-    if (!absl::StartsWith(arg, "--") || arg.find('.') == std::string::npos) {
-      absl::FPrintF(stderr,
-                    "matbert-worker train: unexpected argument %s (overrides are "
-                    "--section.key VALUE)\n",
-                    arg);
-      return kExitUsage;
-    }
-    std::string key = arg.substr(2), value;
-    if (size_t eq = key.find('='); eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else if (i + 1 < extras.size()) {
-      value = extras[++i];
-    } else {
-      absl::FPrintF(stderr, "matbert-worker train: %s needs a value\n", arg);
-      return kExitUsage;
-    }
-    overrides.push_back({key, value, "--" + key});
+  std::vector<std::string> extras = command_->remaining();
+  absl::StatusOr<std::vector<Override>> extracted = ExtractOverrideArgs(&extras);
+  if (!extracted.ok()) {
+    absl::FPrintF(stderr, "matbert-worker train: %s\n", extracted.status().message());
+    return kExitUsage;
   }
+  if (!extras.empty()) {
+    absl::FPrintF(stderr,
+                  "matbert-worker train: unexpected argument %s (overrides are "
+                  "--section.key VALUE)\n",
+                  extras[0]);
+    return kExitUsage;
+  }
+  std::vector<Override> overrides = *std::move(extracted);
   for (const std::string& set : sets_) {
     auto parsed = ParseSetOverride(set);
     if (!parsed.ok()) {
