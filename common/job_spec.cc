@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/token_layout.h"
 
 namespace matbert {
 namespace {
@@ -387,13 +388,11 @@ std::shared_ptr<toml::node> ParseOverrideValue(const std::string& text) {
 }  // namespace
 
 int64_t JobSpec::VocabSize() const {
-  int64_t pow10 = 1;
-  for (int i = 0; i < matrix.prec; ++i) pow10 *= 10;
-  return 2 * matrix.n_sigma * pow10 + 1 + 4 + (matrix.row_sep ? 1 : 0);
+  return TokenVocabSize(matrix.prec, matrix.n_sigma, matrix.row_sep);
 }
 
 int64_t JobSpec::SequenceLength() const {
-  return int64_t{matrix.m} * matrix.n + 2 + (matrix.row_sep ? matrix.m - 1 : 0);
+  return TokenSequenceLength(matrix.m, matrix.n, matrix.row_sep);
 }
 
 std::vector<std::string> JobSpecKeys() {

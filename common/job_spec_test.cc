@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "common/file_util.h"
+#include "common/token_layout.h"
 #include "gtest/gtest.h"
 
 namespace matbert {
@@ -146,6 +147,18 @@ TEST(JobSpec, OverrideArgumentsAreTakenOutOfTheCommandLine) {
   std::vector<std::string> dangling = {"--training.lr"};
   auto missing = ExtractOverrideArgs(&dangling);
   EXPECT_EQ(missing.status().message(), "--training.lr needs a value");
+}
+
+TEST(TokenLayout, VocabularyAndSequenceLengthOfTheContract) {
+  // DESIGN.md §2: prec 0/1/2/3 give vocab 13/85/805/8005 without row separators.
+  EXPECT_EQ(TokenVocabSize(0, 4, false), 13);
+  EXPECT_EQ(TokenVocabSize(1, 4, false), 85);
+  EXPECT_EQ(TokenVocabSize(2, 4, false), 805);
+  EXPECT_EQ(TokenVocabSize(3, 4, false), 8005);
+  EXPECT_EQ(TokenVocabSize(2, 4, true), 806);
+  EXPECT_EQ(TokenBins(2, 4), 801);
+  EXPECT_EQ(TokenSequenceLength(20, 20, false), 402);
+  EXPECT_EQ(TokenSequenceLength(7, 9, true), 7 * 9 + 2 + 6);
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ MatrixTokenizer::MatrixTokenizer(const TokenizerOptions& options) : options_(opt
   int64_t pow10 = 1;
   for (int i = 0; i < options.prec; ++i) pow10 *= 10;
   scale_ = static_cast<double>(pow10);
-  n_bins_ = 2 * options.n_sigma * pow10 + 1;
+  n_bins_ = TokenBins(options.prec, options.n_sigma);
 }
 
 int64_t MatrixTokenizer::Bin(double value) const {
@@ -46,7 +46,7 @@ double MatrixTokenizer::Decode(int32_t id) const {
 }
 
 int64_t MatrixTokenizer::SequenceLength(int m, int n) const {
-  return int64_t{m} * n + 2 + (options_.row_sep ? m - 1 : 0);
+  return TokenSequenceLength(m, n, options_.row_sep);
 }
 
 void MatrixTokenizer::EncodeMatrix(std::span<const double> matrix, int m, int n,

@@ -13,6 +13,7 @@
 #include <span>
 
 #include "absl/status/statusor.h"
+#include "common/token_layout.h"
 
 namespace matbert {
 
@@ -37,7 +38,9 @@ class MatrixTokenizer {
 
   const TokenizerOptions& options() const { return options_; }
   int64_t n_bins() const { return n_bins_; }
-  int64_t vocab_size() const { return n_bins_ + 4 + (options_.row_sep ? 1 : 0); }
+  int64_t vocab_size() const {
+    return TokenVocabSize(options_.prec, options_.n_sigma, options_.row_sep);
+  }
   // The [ROW_SEP] id, or -1 when row separators are off.
   int32_t row_sep_id() const { return options_.row_sep ? static_cast<int32_t>(n_bins_ + 4) : -1; }
 
