@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -258,12 +259,23 @@ JobView Coordinator::ViewOf(const JobEntry& entry) const {
   return view;
 }
 
+absl::StatusOr<const Coordinator::JobEntry*> Coordinator::FindJob(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("no job with id \"", job_id, "\""));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<Coordinator::JobEntry*> Coordinator::FindJob(const std::string& job_id) {
+  ASSIGN_OR_RETURN(const JobEntry* entry, std::as_const(*this).FindJob(job_id));
+  return const_cast<JobEntry*>(entry);
+}
+
 absl::StatusOr<JobView> Coordinator::Get(const std::string& job_id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end())
-    return absl::NotFoundError(absl::StrCat("no job with id \"", job_id, "\""));
-  return ViewOf(it->second);
+  ASSIGN_OR_RETURN(const JobEntry* entry, FindJob(job_id));
+  return ViewOf(*entry);
 }
 
 std::vector<JobView> Coordinator::List(const std::vector<JobState>& states, int limit) const {
@@ -285,10 +297,8 @@ std::vector<JobView> Coordinator::List(const std::vector<JobState>& states, int 
 
 absl::StatusOr<JobView> Coordinator::Cancel(const std::string& job_id, bool force) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end())
-    return absl::NotFoundError(absl::StrCat("no job with id \"", job_id, "\""));
-  JobEntry& entry = it->second;
+  ASSIGN_OR_RETURN(JobEntry * found, FindJob(job_id));
+  JobEntry& entry = *found;
   if (IsFinal(entry.record.state)) {
     return absl::FailedPreconditionError(absl::StrCat("job ", job_id, " has already ended (",
                                                       JobStateName(entry.record.state), ")"));
@@ -355,12 +365,9 @@ absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& jo
   bool ended;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) {
-      return absl::NotFoundError(absl::StrCat("no job with id \"", job_id, "\""));
-    }
-    ended = IsFinal(it->second.record.state);
-    const std::deque<EventRecord>& recent = it->second.recent;
+    ASSIGN_OR_RETURN(const JobEntry* entry, FindJob(job_id));
+    ended = IsFinal(entry->record.state);
+    const std::deque<EventRecord>& recent = entry->recent;
     if (!ended && !recent.empty() && recent.front().seq <= after_seq + 1) {
       EventPage page;
       for (auto e = recent.begin() + std::max<int64_t>(0, after_seq + 1 - recent.front().seq);
@@ -666,11 +673,8 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
 }
 
 absl::StatusOr<Coordinator::LiveAttempt*> Coordinator::LiveFor(const WorkerKey& worker) {
-  auto it = jobs_.find(worker.job_id);
-  if (it == jobs_.end()) {
-    return absl::NotFoundError(absl::StrCat("no job with id \"", worker.job_id, "\""));
-  }
-  LiveAttempt* live = it->second.live.get();
+  ASSIGN_OR_RETURN(JobEntry * entry, FindJob(worker.job_id));
+  LiveAttempt* live = entry->live.get();
   if (live == nullptr || live->record.number != worker.attempt) {
     return absl::FailedPreconditionError(absl::StrCat("attempt ", worker.attempt, " of job ",
                                                       worker.job_id, " is not running; stop"));

@@ -198,6 +198,10 @@ class Coordinator {
   void AppendEvent(const std::string& job_id, const std::string& kind, const std::string& payload,
                    const std::string& dedupe_key = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<LiveAttempt*> LiveFor(const WorkerKey& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job's entry; NOT_FOUND naming the id when there is none.
+  absl::StatusOr<JobEntry*> FindJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<const JobEntry*> FindJob(const std::string& job_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobView ViewOf(const JobEntry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Now() const { return options_.now_ms(); }
