@@ -86,8 +86,7 @@ std::vector<MetricFamily> CollectCoordinatorMetrics(const Coordinator& coordinat
   MetricFamily queue = Gauges("matbert_queue_depth", "Jobs waiting for devices");
   AddGauge(queue, {}, m.queue_depth);
   out.push_back(std::move(queue));
-  MetricFamily total =
-      Gauges("matbert_devices", "Devices matbertd schedules (GPUs or CPU slots)");
+  MetricFamily total = Gauges("matbert_devices", "Devices matbertd schedules (GPUs or CPU slots)");
   AddGauge(total, {}, m.devices_total);
   out.push_back(std::move(total));
   MetricFamily allocated = Gauges("matbert_devices_allocated", "Devices held by jobs");
