@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <string>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "client/commands.h"
 #include "client/exit_codes.h"

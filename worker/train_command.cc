@@ -6,7 +6,6 @@
 #include <cmath>
 #include <ctime>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "common/job_spec.h"
 #include "worker/exit_codes.h"

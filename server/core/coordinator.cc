@@ -55,8 +55,7 @@ int CauseClass(const ProcessStatus& status) {
 std::vector<std::string> BaseEnvironment() {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    const bool own = IsRankEnvEntry(*e);
-    if (!own) env.push_back(*e);
+    if (!IsRankEnvEntry(*e)) env.push_back(*e);
   }
   return env;
 }

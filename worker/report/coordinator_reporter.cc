@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <variant>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/dist_env.h"
 #include "common/file_util.h"

@@ -12,21 +12,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/progress_bar.h"
 #include "common/run_layout.h"
 #include "common/status_macros.h"
-#include "worker/train/als_baseline.h"
 #include "worker/train/batch_source.h"
 #include "worker/train/bert_model.h"
 #include "worker/train/checkpoint.h"

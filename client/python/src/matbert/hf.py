@@ -156,6 +156,7 @@ class _Embeddings(nn.Module):
                 self.rows += [i + 1] * c.matrix_n
                 self.cols += list(range(1, c.matrix_n + 1))
             self.rows.append(0), self.cols.append(0)
+            self._ids = {}  # (length, device) -> (row ids, col ids), made once per shape
         self.LayerNorm = nn.LayerNorm(h, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
@@ -165,9 +166,12 @@ class _Embeddings(nn.Module):
              + self.position_embeddings(torch.arange(l, device=input_ids.device))
              + self.token_type_embeddings.weight[0])
         if self.two_d:
-            dev = input_ids.device
-            x = (x + self.row_embeddings(torch.tensor(self.rows[:l], device=dev))
-                 + self.col_embeddings(torch.tensor(self.cols[:l], device=dev)))
+            key = (l, input_ids.device)
+            if key not in self._ids:
+                self._ids[key] = (torch.tensor(self.rows[:l], device=key[1]),
+                                  torch.tensor(self.cols[:l], device=key[1]))
+            rows, cols = self._ids[key]
+            x = x + self.row_embeddings(rows) + self.col_embeddings(cols)
         return self.dropout(self.LayerNorm(x))
 
 
