@@ -24,8 +24,8 @@
 #include "server/cluster_service.h"
 #include "server/core/coordinator.h"
 #include "server/core/devices.h"
+#include "server/executor/local_executor.h"
 #include "server/job_service.h"
-#include "server/launcher/process_launcher.h"
 #include "server/metrics/metrics_endpoint.h"
 #include "server/worker_service.h"
 
@@ -204,8 +204,8 @@ int main(int argc, char** argv) {
   if (!metrics_addr.empty()) {
     options.on_scheduled = [&event_metrics](double s) { event_metrics.ObserveScheduling(s); };
   }
-  matbert::PosixProcessLauncher launcher;
-  auto coordinator = matbert::Coordinator::Create(options, &launcher);
+  matbert::LocalExecutor executor;
+  auto coordinator = matbert::Coordinator::Create(options, &executor);
   if (!coordinator.ok()) {
     absl::FPrintF(stderr, "matbertd: %s\n", coordinator.status().message());
     return 1;

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <filesystem>
 #include <random>
-#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -17,11 +16,10 @@
 #include "common/dist_env.h"
 #include "common/file_util.h"
 #include "common/free_port.h"
-#include "common/job_spec.h"
 #include "common/run_layout.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
-#include "server/core/run_files.h"
+#include "server/core/rank_plan.h"
 
 extern char** environ;
 
@@ -37,21 +35,7 @@ int64_t SystemNowMs() {
       .count();
 }
 
-// How likely a rank's unclean end caused its attempt's failure rather than followed from a
-// peer's: killed from outside first; then failed by itself (its own exit code or message);
-// then ended unseen; last, killed by SIGPIPE, the mark of writing to a peer that had gone.
-int CauseClass(const ProcessStatus& status) {
-  switch (status.kind) {
-    case ProcessStatus::kSignaled:
-      return status.code == SIGPIPE ? 3 : 0;
-    case ProcessStatus::kExited:
-      return 1;
-    default:
-      return 2;
-  }
-}
-
-// The daemon's environment minus what the launcher sets per rank.
+// The daemon's environment minus what the rank plan sets per rank.
 std::vector<std::string> BaseEnvironment() {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -67,7 +51,7 @@ Json StatePayload(JobState state, int attempt, const std::string& reason) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOptions options,
-                                                                 ProcessLauncher* launcher) {
+                                                                 Executor* executor) {
   if (!options.now_ms) options.now_ms = SystemNowMs;
   if (options.devices.empty()) return absl::InvalidArgumentError("no devices to schedule");
   std::error_code ec;
@@ -77,18 +61,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
   options.state_dir = fs::absolute(options.state_dir).lexically_normal().string();
   ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
                    JobStore::Open(options.state_dir + "/matbert.db"));
-  std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), launcher, std::move(store)));
+  std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), executor, std::move(store)));
   RETURN_IF_ERROR(c->Recover());
   if (c->options_.control_thread)
     c->control_ = std::thread([raw = c.get()] { raw->ControlLoop(); });
   return c;
 }
 
-Coordinator::Coordinator(CoordinatorOptions options, ProcessLauncher* launcher,
+Coordinator::Coordinator(CoordinatorOptions options, Executor* executor,
                          std::unique_ptr<JobStore> store)
     : options_(std::move(options)),
-      launcher_(launcher),
+      executor_(executor),
       store_(std::move(store)),
+      events_(store_.get()),
       scheduler_(static_cast<int>(options_.devices.size())) {}
 
 Coordinator::~Coordinator() {
@@ -129,18 +114,16 @@ absl::Status Coordinator::Recover() {
     live->record = attempts.back();
     attempts.pop_back();
     entry.attempts = std::move(attempts);
-    for (const WorkerProcess& w : live->record.workers) {
-      RankLive rank;
-      rank.process = w;
-      rank.last_heartbeat_ms = Now();
-      live->ranks.push_back(rank);
-    }
-    if (!live->ranks.empty()) {
-      live->group = live->ranks[0].process.pid;
-    } else {
+    live->ranks.resize(live->record.workers.size());
+    for (RankLive& rank : live->ranks) rank.last_heartbeat_ms = Now();
+    if (live->ranks.empty()) {
       // The daemon stopped between recording the attempt and starting its first rank.
       live->failure = "no rank had started when matbertd stopped";
       live->record.interrupted = true;
+    } else if (absl::Status adopted = executor_->Adopt(live->record); !adopted.ok()) {
+      live->record.interrupted = true;
+      StopAttempt(*live, absl::StrCat("cannot adopt the attempt's ranks: ", adopted.message()),
+                  /*force=*/true);
     }
     // Did rank 0 already report the end of a finished run?
     auto events = store_->EventsAfter(r.id, 0, 1 << 30);
@@ -150,8 +133,8 @@ absl::Status Coordinator::Recover() {
         Json p = Json::parse(e.payload, nullptr, false);
         if (p.is_object() && p.value("attempt", 0) == live->record.number &&
             p.value("kind", "") == "summary") {
-          live->run_end = p["values"].value("stopped", 0.0) == 0 ? LiveAttempt::RunEnd::kCompleted
-                                                                 : LiveAttempt::RunEnd::kStopped;
+          live->run_end =
+              p["values"].value("stopped", 0.0) == 0 ? RunEnd::kCompleted : RunEnd::kStopped;
         }
       }
     }
@@ -178,58 +161,18 @@ std::string Coordinator::NewJobId() const {
 }
 
 absl::StatusOr<JobView> Coordinator::Submit(const SubmitRequest& request) {
-  std::vector<Override> overrides;
-  for (const std::string& text : request.overrides) {
-    ASSIGN_OR_RETURN(Override o, ParseSetOverride(text));
-    overrides.push_back(std::move(o));
-  }
-  const std::string source = request.source_name.empty() ? "spec" : request.source_name;
-  ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(request.spec_toml, source, options_.spec_root,
-                                              overrides, /*confine_arch=*/true));
-  // Paths in a spec from a client stay inside the daemon's data directory.
-  const std::string data_root = options_.state_dir + "/data/";
-  for (std::string* path : {&spec.matrix.dataset, &spec.generate.output_dir}) {
-    if (path->empty()) continue;
-    if (!IsConfinedPath(*path)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": ", path == &spec.matrix.dataset ? "matrix.dataset" : "generate.output_dir",
-          " must be a relative path inside the server's data directory (no \"..\"), got \"", *path,
-          "\""));
-    }
-    *path = data_root + *path;
-  }
-  if (request.grace_period_s < 0) {
-    return absl::InvalidArgumentError("grace_period_seconds must be >= 0");
-  }
-
   std::unique_lock<std::mutex> lock(mu_);
-  if (static_cast<int>(scheduler_.queue_size()) >= options_.max_queued) {
-    return absl::ResourceExhaustedError(absl::StrCat("the queue is full: ", scheduler_.queue_size(),
-                                                     " jobs wait (--max-queued ",
-                                                     options_.max_queued, "); try again later"));
-  }
-  if (spec.job.gpus > scheduler_.num_devices()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": job.gpus must be between 1 and ", scheduler_.num_devices(),
-                     " (the ", options_.devices[0].kind == "gpu" ? "GPUs" : "CPU slots",
-                     " of this server), got ", spec.job.gpus));
-  }
-  JobRecord job;
-  job.id = NewJobId();
-  if (spec.job.kind == "generate" && spec.generate.output_dir.empty()) {
-    spec.generate.output_dir = data_root + job.id;
-  }
-  job.name = spec.job.name;
-  job.kind = spec.job.kind;
-  job.priority = spec.job.priority;
-  job.devices_requested = spec.job.gpus;
-  job.max_restarts = spec.job.max_restarts;
-  job.grace_period_s =
-      request.grace_period_s > 0 ? request.grace_period_s : options_.grace_period_s;
-  job.spec_toml = spec.ToToml();
+  AdmissionLimits limits;
+  limits.spec_root = options_.spec_root;
+  limits.data_root = options_.state_dir + "/data/";
+  limits.num_devices = scheduler_.num_devices();
+  limits.device_kind = options_.devices[0].kind;
+  limits.queued = static_cast<int>(scheduler_.queue_size());
+  limits.max_queued = options_.max_queued;
+  limits.default_grace_period_s = options_.grace_period_s;
+  ASSIGN_OR_RETURN(JobRecord job, Admit(request, NewJobId(), limits));
   job.order = next_order_++;
   job.submit_ms = Now();
-  job.total_steps = job.kind == "generate" ? spec.generate.n_samples : spec.training.steps;
 
   const std::string run_dir = RunDir(job.id);
   std::error_code ec;
@@ -366,74 +309,27 @@ absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& jo
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(const JobEntry* entry, FindJob(job_id));
     ended = IsFinal(entry->record.state);
-    const std::deque<EventRecord>& recent = entry->recent;
-    if (!ended && !recent.empty() && recent.front().seq <= after_seq + 1) {
-      EventPage page;
-      for (auto e = recent.begin() + std::max<int64_t>(0, after_seq + 1 - recent.front().seq);
-           e != recent.end() && static_cast<int>(page.events.size()) < limit; ++e) {
-        page.events.push_back(*e);
-      }
-      return page;
-    }
   }
   // Read after looking at the state: a job that had ended has all its events stored.
-  ASSIGN_OR_RETURN(std::vector<EventRecord> events, store_->EventsAfter(job_id, after_seq, limit));
   EventPage page;
-  page.job_ended = ended && (events.empty() || store_->LastSeq(job_id) == events.back().seq);
-  page.events = std::move(events);
+  ASSIGN_OR_RETURN(page.events, events_.After(job_id, after_seq, limit));
+  page.job_ended =
+      ended && (page.events.empty() || events_.LastSeq(job_id) == page.events.back().seq);
   return page;
 }
 
-int64_t Coordinator::Subscribe(const std::string& job_id, std::function<void()> wake) {
-  std::lock_guard<std::mutex> lock(watch_mu_);
-  const int64_t handle = next_handle_++;
-  watchers_[handle] = {job_id, std::move(wake)};
-  return handle;
-}
-
-void Coordinator::Unsubscribe(int64_t handle) {
-  std::lock_guard<std::mutex> lock(watch_mu_);
-  watchers_.erase(handle);
-}
-
 void Coordinator::Publish(std::unique_lock<std::mutex>& lock) {
-  std::vector<std::string> jobs = std::move(pending_notify_);
-  pending_notify_.clear();
   lock.unlock();
-  std::sort(jobs.begin(), jobs.end());
-  jobs.erase(std::unique(jobs.begin(), jobs.end()), jobs.end());
-  for (const std::string& id : jobs) NotifyWatchers(id);
-}
-
-void Coordinator::NotifyWatchers(const std::string& job_id) {
-  std::vector<std::function<void()>> wakes;
-  {
-    std::lock_guard<std::mutex> lock(watch_mu_);
-    for (const auto& [handle, watcher] : watchers_) {
-      if (watcher.first == job_id) wakes.push_back(watcher.second);
-    }
-  }
-  for (const auto& wake : wakes) wake();
+  events_.NotifyPending();
 }
 
 void Coordinator::AppendEvent(const std::string& job_id, const std::string& kind,
                               const std::string& payload, const std::string& dedupe_key) {
-  const int64_t now = Now();
-  auto seq = store_->AppendEvent(job_id, now, kind, payload, dedupe_key);
+  absl::StatusOr<int64_t> seq = events_.Append(job_id, Now(), kind, payload, dedupe_key);
   if (!seq.ok()) {
     spdlog::error("cannot store an event of job {}: {}", job_id, seq.status().ToString());
-    return;
   }
-  if (*seq == 0) return;  // a resent duplicate
-  JobEntry& entry = jobs_.at(job_id);
-  if (entry.recent.empty() || entry.recent.back().seq == *seq - 1) {
-    entry.recent.push_back({*seq, now, kind, payload});
-    if (entry.recent.size() > kRecentEvents) entry.recent.pop_front();
-  } else {
-    entry.recent.clear();  // a gap (cannot happen with one writer); let SQLite answer
-  }
-  if (IsFinal(entry.record.state)) entry.recent.clear();
-  pending_notify_.push_back(job_id);
+  if (IsFinal(jobs_.at(job_id).record.state)) events_.Close(job_id);
 }
 
 void Coordinator::SaveJob(const JobRecord& job) {
@@ -469,70 +365,33 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
     if (options_.on_scheduled) options_.on_scheduled((job.start_ms - job.submit_ms) / 1000.0);
   }
 
-  const std::string run_dir = RunDir(job.id);
-  std::vector<std::string> args;
-  int world = static_cast<int>(devices.size());
-  if (job.kind == "generate") {
-    // One process with a generator thread per slot: the output is byte-identical for any
-    // thread count, so the slots are used without splitting the dataset across processes.
-    args = {options_.worker_path,  "generate",   "--config", RunSpecPath(run_dir), "--threads",
-            std::to_string(world), "--overwrite"};
-    world = 1;
-  } else {
-    args = {options_.worker_path, "train", "--config", RunSpecPath(run_dir), "--run-dir", run_dir};
-    const std::vector<CheckpointDir> checkpoints = ListCheckpointDirs(run_dir);
-    if (!checkpoints.empty()) {
-      args.insert(args.end(), {"--checkpoint.load_step", "-1"});
-      live->record.resumed_from_step = checkpoints.back().step;
-    }
-  }
-  std::vector<std::string> visible;
-  for (int d : devices) {
-    if (options_.devices[d].kind == "gpu")
-      visible.push_back(std::to_string(options_.devices[d].index));
-  }
-  absl::StatusOr<int> port = PickFreeLoopbackPort();
+  RankPlanInput input;
+  input.worker_path = options_.worker_path;
+  input.run_dir = RunDir(job.id);
+  for (int d : devices) input.devices.push_back(options_.devices[d]);
+  input.attempt = live->record.number;
+  const std::vector<int64_t> steps = ListCheckpointSteps(RunCheckpointsDir(input.run_dir));
+  if (!steps.empty()) input.latest_checkpoint_step = steps.back();
+  input.base_env = BaseEnvironment();
+  input.master_addr = options_.master_addr;
+  input.coordinator.address = options_.coordinator_address;
+  input.coordinator.token = options_.token;
+  input.coordinator.tls_ca = options_.tls_ca_file;
   std::string failure;
-  if (!port.ok()) failure = std::string(port.status().message());
-  const std::vector<std::string> base_env = BaseEnvironment();
-  for (int rank = 0; rank < world && failure.empty(); ++rank) {
-    SpawnRequest request;
-    request.argv = args;
-    request.env = base_env;
-    RankEnv env;
-    env.dist = {.rank = rank,
-                .local_rank = rank,
-                .world_size = world,
-                .local_world_size = world,
-                .master_addr = options_.master_addr,
-                .master_port = *port};
-    env.cuda_visible_devices = absl::StrJoin(visible, ",");
-    env.coordinator = {.address = options_.coordinator_address,
-                       .job_id = job.id,
-                       .attempt = live->record.number,
-                       .token = options_.token,
-                       .tls_ca = options_.tls_ca_file};
-    for (std::string& entry : RankEnvEntries(env)) request.env.push_back(std::move(entry));
-    request.log_path = RunLogPath(run_dir, rank);
-    request.cwd = run_dir;
-    request.process_group = live->group;
-    request.rank = rank;
-    // Attempts append to the same log; a header line tells them apart.
-    (void)AppendToFile(request.log_path,
-                       absl::StrCat("=== matbertd: job ", job.id, " attempt ", live->record.number,
-                                    ", rank ", rank, " of ", world, " ===\n"));
-    absl::StatusOr<WorkerProcess> process = launcher_->Spawn(request);
-    if (!process.ok()) {
-      failure = absl::StrCat("cannot start rank ", rank, ": ", process.status().message());
-      break;
-    }
-    if (rank == 0) live->group = process->pid;
-    RankLive r;
-    r.process = *process;
-    r.last_heartbeat_ms = Now();
-    live->ranks.push_back(r);
-    live->record.workers.push_back(*process);
+  if (absl::StatusOr<int> port = PickFreeLoopbackPort(); port.ok()) {
+    input.master_port = *port;
+  } else {
+    failure = std::string(port.status().message());
   }
+  const AttemptPlan plan = PlanAttempt(job, input);
+  live->record.resumed_from_step = plan.resumed_from_step;
+  if (failure.empty()) {
+    Executor::Started started = executor_->Start(plan);
+    live->record.workers = std::move(started.workers);
+    if (!started.status.ok()) failure = std::string(started.status.message());
+  }
+  live->ranks.resize(live->record.workers.size());
+  for (RankLive& rank : live->ranks) rank.last_heartbeat_ms = Now();
   (void)store_->PutAttempt(live->record);
   entry.live = std::move(live);
   live_jobs_.insert(job.id);
@@ -553,7 +412,7 @@ void Coordinator::StopAttempt(LiveAttempt& live, const std::string& failure, boo
   if (!live.stopping) {
     live.stopping = true;
     live.kill_at_ms = Now() + int64_t{1000} * jobs_.at(live.record.job_id).record.grace_period_s;
-    if (live.group > 0) launcher_->SignalGroup(live.group, SIGTERM);
+    executor_->Signal(live.record, SIGTERM);
   }
   if (force) live.kill_at_ms = Now();
 }
@@ -561,114 +420,63 @@ void Coordinator::StopAttempt(LiveAttempt& live, const std::string& failure, boo
 void Coordinator::PollAttempt(JobEntry& entry) {
   LiveAttempt& live = *entry.live;
   const int64_t now = Now();
-  std::vector<RankLive*> failed;  // ranks found ended unclean in this pass
-  bool all_ended = true;
-  for (RankLive& rank : live.ranks) {
-    if (!rank.ended) {
-      ProcessStatus status = launcher_->Poll(rank.process);
-      if (status.kind != ProcessStatus::kRunning) {
-        rank.ended = true;
-        rank.status = status;
-        // Processes adopted after a restart are not our children: trust what they reported.
-        if (status.kind == ProcessStatus::kGone && rank.reported_exit) {
-          rank.status = {ProcessStatus::kExited, rank.reported_code};
-        }
-        if (!(rank.status.kind == ProcessStatus::kExited && rank.status.code == 0)) {
-          failed.push_back(&rank);
-        }
-      }
+  const std::vector<ProcessStatus> statuses = executor_->Poll(live.record);
+  std::vector<RankEnd> ended;  // ranks found ended in this pass
+  std::vector<RankPulse> running;
+  for (size_t i = 0; i < live.ranks.size(); ++i) {
+    RankLive& rank = live.ranks[i];
+    if (rank.ended) continue;
+    const int number = live.record.workers[i].rank;
+    if (statuses[i].kind == ProcessStatus::kRunning) {
+      running.push_back({number, rank.registered, rank.last_heartbeat_ms});
+      continue;
     }
-    all_ended = all_ended && rank.ended;
+    rank.ended = true;
+    ended.push_back({number, statuses[i], rank.reported_exit, rank.reported_code,
+                     rank.reported_message, rank.reported_at_ms});
   }
-  // When one rank dies its peers soon fail too, often within the same pass: name the likeliest
-  // cause, not the lowest rank.
-  auto order = [](const RankLive* r) {
-    return std::make_tuple(CauseClass(r->status), r->reported_exit ? r->reported_at_ms : INT64_MAX,
-                           r->process.rank);
-  };
-  std::sort(failed.begin(), failed.end(),
-            [&](const RankLive* a, const RankLive* b) { return order(a) < order(b); });
-  for (RankLive* rank : failed) {
-    if (live.stopping) break;
-    const bool gone = rank->status.kind == ProcessStatus::kGone;
-    std::string cause =
-        absl::StrCat("rank ", rank->process.rank, " ",
-                     gone ? "ended while matbertd was down" : rank->status.Describe());
-    if (gone) {
-      // Unless rank 0 had already reported a finished run, this attempt was lost to the
-      // daemon's restart, not to the job.
-      live.record.interrupted = live.run_end != LiveAttempt::RunEnd::kCompleted;
-      if (live.run_end == LiveAttempt::RunEnd::kCompleted) continue;
-    }
-    if (!rank->reported_message.empty()) absl::StrAppend(&cause, ": ", rank->reported_message);
-    StopAttempt(live, cause, false);
+  if (std::optional<AttemptFailure> failed = FailureOf(ended, live.run_end);
+      failed && !live.stopping) {
+    live.record.interrupted = failed->interrupted;
+    StopAttempt(live, failed->reason, false);
   }
-  for (const RankLive& rank : live.ranks) {
-    if (live.stopping) break;
-    if (!rank.ended &&
-        now - rank.last_heartbeat_ms > int64_t{1000} * options_.heartbeat_timeout_s) {
-      StopAttempt(
-          live,
-          absl::StrCat("rank ", rank.process.rank,
-                       rank.registered ? " sent no heartbeat for " : " did not register within ",
-                       options_.heartbeat_timeout_s, " s"),
-          /*force=*/true);
-    }
+  if (std::optional<std::string> silent = SilenceOf(running, now, options_.heartbeat_timeout_s);
+      silent && !live.stopping) {
+    StopAttempt(live, *silent, /*force=*/true);
   }
   if (live.stopping && !live.killed && now >= live.kill_at_ms) {
     live.killed = true;
-    if (live.group > 0) launcher_->SignalGroup(live.group, SIGKILL);
+    executor_->Signal(live.record, SIGKILL);
   }
-  if (all_ended) FinishAttempt(entry);
+  if (running.empty()) FinishAttempt(entry);
 }
 
 void Coordinator::FinishAttempt(JobEntry& entry) {
   std::unique_ptr<LiveAttempt> live = std::move(entry.live);
   live_jobs_.erase(entry.record.id);
   JobRecord& job = entry.record;
-  // Some rank of the group may still linger (a grandchild, a rank we never saw start).
-  if (live->group > 0) launcher_->SignalGroup(live->group, SIGKILL);
+  // Some process of the attempt may still linger (a grandchild, a rank we never saw start).
+  executor_->Signal(live->record, SIGKILL);
   scheduler_.Release(job.id);
   job.devices.clear();
   live->record.end_ms = Now();
-
-  JobState outcome;
-  std::string reason;
-  if (job.cancel_requested) {
-    outcome = JobState::kCancelled;
-    reason = "cancelled by a client";
-  } else if (!live->failure.empty()) {
-    outcome = JobState::kFailed;
-    reason = live->failure;
-  } else if (live->run_end == LiveAttempt::RunEnd::kStopped) {
-    outcome = JobState::kFailed;
-    reason = absl::StrCat("stopped by a signal from outside matbertd after step ", job.step);
-  } else {
-    outcome = JobState::kSucceeded;
-    reason = "all ranks exited with code 0";
-  }
-  live->record.state = outcome;
-  live->record.reason = reason;
+  const Verdict outcome =
+      AttemptOutcome(job.cancel_requested, live->failure, live->run_end, job.step);
+  live->record.state = outcome.state;
+  live->record.reason = outcome.reason;
   (void)store_->PutAttempt(live->record);
   entry.attempts.push_back(live->record);
 
-  if (outcome == JobState::kFailed) {
-    const int restarts_used = static_cast<int>(std::count_if(
-        entry.attempts.begin(), entry.attempts.end(),
-        [](const AttemptRecord& a) { return a.state == JobState::kFailed && !a.interrupted; }));
-    if (live->record.interrupted || restarts_used <= job.max_restarts) {
-      job.failure = reason;
-      SetState(entry, JobState::kRetrying,
-               live->record.interrupted
-                   ? absl::StrCat(reason, "; retrying (not counted as a restart)")
-                   : absl::StrCat(reason, "; retry ", restarts_used, " of ", job.max_restarts));
-      (void)scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested});
-      return;
-    }
+  const Verdict next = AfterAttempt(entry.attempts, job.max_restarts);
+  if (next.state == JobState::kRetrying) {
+    job.failure = outcome.reason;
+    SetState(entry, JobState::kRetrying, next.reason);
+    (void)scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested});
+    return;
   }
   job.end_ms = live->record.end_ms;
-  job.failure = outcome == JobState::kSucceeded ? "" : reason;
-  SetState(entry, outcome, reason);
+  job.failure = next.state == JobState::kSucceeded ? "" : next.reason;
+  SetState(entry, next.state, next.reason);
 }
 
 absl::StatusOr<Coordinator::LiveAttempt*> Coordinator::LiveFor(const WorkerKey& worker) {
@@ -689,10 +497,11 @@ absl::StatusOr<int> Coordinator::Register(const WorkerKey& worker, int pid) {
   std::unique_lock<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(LiveAttempt * live, LiveFor(worker));
   RankLive& rank = live->ranks[worker.rank];
-  if (pid > 0 && pid != rank.process.pid) {
-    return absl::FailedPreconditionError(absl::StrCat("rank ", worker.rank, " of job ",
-                                                      worker.job_id, " is pid ", rank.process.pid,
-                                                      ", not ", pid));
+  // Executors that know their ranks' pids (the local one) check them.
+  const int known_pid = live->record.workers[worker.rank].pid;
+  if (pid > 0 && known_pid > 0 && pid != known_pid) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "rank ", worker.rank, " of job ", worker.job_id, " is pid ", known_pid, ", not ", pid));
   }
   rank.registered = true;
   rank.last_heartbeat_ms = Now();
@@ -755,9 +564,8 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
       entry.latest_eval["step"] = static_cast<double>(record.step);
     } else if (record.kind == "summary") {
       auto it = record.values.find("stopped");
-      live->run_end = it != record.values.end() && it->second != 0
-                          ? LiveAttempt::RunEnd::kStopped
-                          : LiveAttempt::RunEnd::kCompleted;
+      live->run_end =
+          it != record.values.end() && it->second != 0 ? RunEnd::kStopped : RunEnd::kCompleted;
       job.step = std::max(job.step, record.step);
     } else if (record.kind == "generate") {
       job.step = std::max(job.step, record.step);

@@ -1,7 +1,8 @@
-// The core of matbertd: accepts jobs, keeps them in the JobStore, asks the GangScheduler for
-// placements, starts each attempt's ranks through the ProcessLauncher, follows them
-// (exit codes, heartbeats, metrics, checkpoints), retries failed attempts from their latest
-// checkpoint, and recovers all of it after a restart. Knows nothing about gRPC: the
+// The core of matbertd: accepts jobs (admission.h), keeps them in the JobStore and their
+// events in the EventLog, asks the GangScheduler for placements, has an Executor start each
+// attempt's ranks as the rank plan says (rank_plan.h), follows them (exit codes, heartbeats,
+// metrics, checkpoints), ends and retries attempts as the attempt policy says
+// (attempt_policy.h), and recovers all of it after a restart. Knows nothing about gRPC: the
 // services in server/ translate protos and call these methods.
 //
 // Thread-safe. A control thread polls processes and timers every `tick_ms` and right after
@@ -10,7 +11,6 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,8 +22,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "server/core/admission.h"
+#include "server/core/attempt_policy.h"
 #include "server/core/devices.h"
-#include "server/launcher/process_launcher.h"
+#include "server/core/event_log.h"
+#include "server/executor/executor.h"
 #include "server/scheduler/gang_scheduler.h"
 #include "server/store/job_store.h"
 
@@ -94,19 +97,12 @@ struct MetricsRecord {
   std::map<std::string, double> values;
 };
 
-struct SubmitRequest {
-  std::string spec_toml;
-  std::vector<std::string> overrides;  // "section.key=value"
-  std::string source_name = "spec";
-  int grace_period_s = 0;  // 0 = the daemon's default
-};
-
 class Coordinator {
  public:
-  // Opens the store under options.state_dir, recovers jobs, and starts the control thread.
-  // `launcher` must outlive the coordinator.
+  // Opens the store under options.state_dir, recovers jobs (adopting live attempts through
+  // `executor`), and starts the control thread. `executor` must outlive the coordinator.
   static absl::StatusOr<std::unique_ptr<Coordinator>> Create(CoordinatorOptions options,
-                                                             ProcessLauncher* launcher);
+                                                             Executor* executor);
   // Stops the control thread. Running workers are left alone: a new coordinator adopts them.
   ~Coordinator();
 
@@ -130,8 +126,10 @@ class Coordinator {
   absl::StatusOr<std::vector<EventRecord>> AllEvents(const std::string& job_id) const;
   // Calls `wake` (on some internal thread, with no lock held; it must not block) whenever the
   // job gets an event. Returns a handle for Unsubscribe.
-  int64_t Subscribe(const std::string& job_id, std::function<void()> wake);
-  void Unsubscribe(int64_t handle);
+  int64_t Subscribe(const std::string& job_id, std::function<void()> wake) {
+    return events_.Subscribe(job_id, std::move(wake));
+  }
+  void Unsubscribe(int64_t handle) { events_.Unsubscribe(handle); }
 
   // Worker service. FailedPrecondition when the attempt is not the job's live one.
   absl::StatusOr<int> Register(const WorkerKey& worker, int pid);  // → heartbeat interval
@@ -147,42 +145,33 @@ class Coordinator {
   void TickForTest();
 
  private:
+  // What the coordinator knows of a rank of the live attempt, beside its WorkerProcess.
   struct RankLive {
-    WorkerProcess process;
     bool registered = false;
-    int64_t last_heartbeat_ms = 0;
+    int64_t last_heartbeat_ms = 0;  // or when it was started, before it registered
     bool ended = false;
-    ProcessStatus status;
     bool reported_exit = false;
     int reported_code = 0;
     std::string reported_message;
     int64_t reported_at_ms = 0;  // when its ReportExit arrived
   };
   struct LiveAttempt {
-    AttemptRecord record;
-    pid_t group = 0;
-    std::vector<RankLive> ranks;
-    bool stopping = false;   // SIGTERM sent
-    bool killed = false;     // SIGKILL sent
-    int64_t kill_at_ms = 0;  // when to send SIGKILL
-    std::string failure;     // first cause of failure; empty if none
-    // What rank 0's summary record said: nothing yet, the run finished, or a signal stopped it.
-    enum class RunEnd { kUnknown, kCompleted, kStopped } run_end = RunEnd::kUnknown;
+    AttemptRecord record;         // record.workers: what the executor started, by rank
+    std::vector<RankLive> ranks;  // one per worker
+    bool stopping = false;        // SIGTERM sent
+    bool killed = false;          // SIGKILL sent
+    int64_t kill_at_ms = 0;       // when to send SIGKILL
+    std::string failure;          // first cause of failure; empty if none
+    RunEnd run_end = RunEnd::kUnknown;
   };
   struct JobEntry {
     JobRecord record;
     std::vector<AttemptRecord> attempts;  // finished ones; the live one is in `live`
     std::unique_ptr<LiveAttempt> live;
-    // The newest stored events of a job that has not ended, so that watchers following it
-    // read memory instead of SQLite. Dropped when the job ends.
-    std::deque<EventRecord> recent;
     // Latest metrics records for /metrics (not persisted: refilled by the next report).
     std::map<std::string, double> latest_train, latest_eval;
   };
-  static constexpr size_t kRecentEvents = 1024;
-
-  Coordinator(CoordinatorOptions options, ProcessLauncher* launcher,
-              std::unique_ptr<JobStore> store);
+  Coordinator(CoordinatorOptions options, Executor* executor, std::unique_ptr<JobStore> store);
   absl::Status Recover();
   void ControlLoop();
   void Tick();
@@ -207,11 +196,11 @@ class Coordinator {
   int64_t Now() const { return options_.now_ms(); }
   // Releases `lock` (held on mu_), then wakes the watchers of jobs that got events.
   void Publish(std::unique_lock<std::mutex>& lock);
-  void NotifyWatchers(const std::string& job_id);
 
   const CoordinatorOptions options_;
-  ProcessLauncher* const launcher_;
+  Executor* const executor_;
   const std::unique_ptr<JobStore> store_;
+  EventLog events_;
 
   mutable std::mutex mu_;
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
@@ -222,12 +211,6 @@ class Coordinator {
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::condition_variable cv_;
-  std::vector<std::string> pending_notify_ ABSL_GUARDED_BY(mu_);
-
-  std::mutex watch_mu_;
-  int64_t next_handle_ = 1;
-  std::map<int64_t, std::pair<std::string, std::function<void()>>> watchers_
-      ABSL_GUARDED_BY(watch_mu_);
 
   std::thread control_;
 };

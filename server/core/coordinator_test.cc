@@ -1,4 +1,4 @@
-// The Coordinator with an injected launcher and clock: failures that real processes make
+// The Coordinator with an injected executor and clock: failures that real processes make
 // hard to stage (a rank that cannot start, one that never registers, ranks that vanish
 // while the daemon is down) and the bookkeeping around them. End-to-end behaviour with real
 // processes is in tests/test_matbertd.py.
@@ -17,35 +17,51 @@
 namespace matbert {
 namespace {
 
-// Processes that exist only in this table. Thread-compatible (tests drive one thread).
-class ScriptedLauncher : public ProcessLauncher {
+// Ranks that exist only in this table, with pids 100, 101, … in the order they start.
+// Thread-compatible (tests drive one thread).
+class ScriptedExecutor : public Executor {
  public:
-  absl::StatusOr<WorkerProcess> Spawn(const SpawnRequest& request) override {
-    if (fail_spawns > 0) {
-      --fail_spawns;
-      return absl::NotFoundError("cannot start /nonexistent/matbert-worker");
+  Started Start(const AttemptPlan& plan) override {
+    Started started;
+    for (const RankLaunch& rank : plan.ranks) {
+      if (fail_starts > 0) {
+        --fail_starts;
+        started.status = absl::NotFoundError(absl::StrCat(
+            "cannot start rank ", rank.rank, ": cannot start /nonexistent/matbert-worker"));
+        break;
+      }
+      launched.push_back(rank);
+      const int pid = next_pid++;
+      started.workers.push_back({rank.rank, pid, 1000 + pid});
     }
-    spawned.push_back(request);
-    const int pid = next_pid++;
-    return WorkerProcess{request.rank, pid, 1000 + pid};
+    return started;
   }
-  ProcessStatus Poll(const WorkerProcess& process) override {
-    auto it = status.find(process.pid);
-    return it == status.end() ? ProcessStatus{} : it->second;
+  std::vector<ProcessStatus> Poll(const AttemptRecord& attempt) override {
+    std::vector<ProcessStatus> out;
+    for (const WorkerProcess& w : attempt.workers) {
+      auto it = status.find(w.pid);
+      out.push_back(it == status.end() ? ProcessStatus{} : it->second);
+    }
+    return out;
   }
-  bool SignalGroup(pid_t group, int signal) override {
-    signals.push_back({group, signal});
-    return true;
+  // Recorded as (rank 0's pid, signal).
+  void Signal(const AttemptRecord& attempt, int signal) override {
+    signals.push_back({attempt.workers.empty() ? 0 : attempt.workers[0].pid, signal});
+  }
+  absl::Status Adopt(const AttemptRecord& attempt) override {
+    adopted.push_back(attempt.job_id);
+    return absl::OkStatus();
   }
   void ExitAll(int code) {
     for (int pid = 100; pid < next_pid; ++pid) status[pid] = {ProcessStatus::kExited, code};
   }
 
-  int fail_spawns = 0;
+  int fail_starts = 0;
   int next_pid = 100;
-  std::vector<SpawnRequest> spawned;
+  std::vector<RankLaunch> launched;
   std::map<int, ProcessStatus> status;
   std::vector<std::pair<pid_t, int>> signals;
+  std::vector<std::string> adopted;
 };
 
 class CoordinatorTest : public testing::Test {
@@ -70,7 +86,7 @@ class CoordinatorTest : public testing::Test {
     for (int i = 0; i < devices; ++i) {
       options.devices.push_back({absl::StrCat("cpu:", i), "cpu", i, "CPU slot", 0});
     }
-    auto c = Coordinator::Create(options, &launcher_);
+    auto c = Coordinator::Create(options, &executor_);
     EXPECT_TRUE(c.ok()) << c.status();
     return std::move(*c);
   }
@@ -97,16 +113,16 @@ class CoordinatorTest : public testing::Test {
 
   std::string state_dir_, spec_;
   int64_t now_ms_ = 1'700'000'000'000;
-  ScriptedLauncher launcher_;
+  ScriptedExecutor executor_;
 };
 
 TEST_F(CoordinatorTest, RanksGetTheEnvironmentContractAndSucceedTogether) {
   auto c = Open();
   const std::string id = Submit(*c, {"job.gpus=2"});
   c->TickForTest();
-  ASSERT_EQ(launcher_.spawned.size(), 2u);
+  ASSERT_EQ(executor_.launched.size(), 2u);
   for (int rank = 0; rank < 2; ++rank) {
-    const SpawnRequest& r = launcher_.spawned[rank];
+    const RankLaunch& r = executor_.launched[rank];
     auto has = [&](const std::string& kv) {
       return std::find(r.env.begin(), r.env.end(), kv) != r.env.end();
     };
@@ -121,8 +137,6 @@ TEST_F(CoordinatorTest, RanksGetTheEnvironmentContractAndSucceedTogether) {
     EXPECT_EQ(r.argv[1], "train");
     EXPECT_EQ(r.log_path, c->RunDir(id) + absl::StrCat("/logs/rank-", rank, ".log"));
   }
-  EXPECT_EQ(launcher_.spawned[0].process_group, 0);
-  EXPECT_EQ(launcher_.spawned[1].process_group, 100) << "rank 1 joins rank 0's group";
   EXPECT_EQ(c->Register({id, 1, 0}, 100).value(), 2000);
   EXPECT_EQ(c->Get(id)->job.state, JobState::kStarting);
   EXPECT_EQ(c->Register({id, 1, 1}, 777).status().code(), absl::StatusCode::kFailedPrecondition)
@@ -131,7 +145,7 @@ TEST_F(CoordinatorTest, RanksGetTheEnvironmentContractAndSucceedTogether) {
   EXPECT_EQ(c->Get(id)->job.state, JobState::kRunning);
   EXPECT_EQ(c->Register({id, 2, 0}, 100).status().code(), absl::StatusCode::kFailedPrecondition)
       << "not the live attempt";
-  launcher_.ExitAll(0);
+  executor_.ExitAll(0);
   c->TickForTest();
   EXPECT_EQ(c->Get(id)->job.state, JobState::kSucceeded);
   EXPECT_EQ(c->Cluster().holders, std::vector<std::string>({"", ""}));
@@ -142,7 +156,7 @@ TEST_F(CoordinatorTest, RanksGetTheEnvironmentContractAndSucceedTogether) {
 TEST_F(CoordinatorTest, RankThatCannotStartFailsTheAttemptAndUsesTheRestarts) {
   auto c = Open();
   const std::string id = Submit(*c, {"job.max_restarts=1"});
-  launcher_.fail_spawns = 2;
+  executor_.fail_starts = 2;
   c->TickForTest();  // attempt 1: spawn fails, stopping
   c->TickForTest();  // finished → RETRYING → attempt 2 placed, fails again
   c->TickForTest();
@@ -162,14 +176,14 @@ TEST_F(CoordinatorTest, RankThatNeverRegistersIsKilledAfterTheHeartbeatTimeout) 
   c->TickForTest();
   now_ms_ += 29'000;
   c->TickForTest();
-  EXPECT_TRUE(launcher_.signals.empty()) << "still within the timeout";
+  EXPECT_TRUE(executor_.signals.empty()) << "still within the timeout";
   now_ms_ += 2'000;
   c->TickForTest();
   // No grace for a silent rank: SIGTERM and SIGKILL to its group at once.
-  ASSERT_EQ(launcher_.signals.size(), 2u);
-  EXPECT_EQ(launcher_.signals[0], std::make_pair(pid_t{100}, SIGTERM));
-  EXPECT_EQ(launcher_.signals[1], std::make_pair(pid_t{100}, SIGKILL));
-  launcher_.status[100] = {ProcessStatus::kSignaled, SIGKILL};
+  ASSERT_EQ(executor_.signals.size(), 2u);
+  EXPECT_EQ(executor_.signals[0], std::make_pair(pid_t{100}, SIGTERM));
+  EXPECT_EQ(executor_.signals[1], std::make_pair(pid_t{100}, SIGKILL));
+  executor_.status[100] = {ProcessStatus::kSignaled, SIGKILL};
   c->TickForTest();
   const JobView view = *c->Get(id);
   EXPECT_EQ(view.job.state, JobState::kFailed);
@@ -181,8 +195,8 @@ TEST_F(CoordinatorTest, WhenRanksFailTogetherTheLikeliestCauseIsNamed) {
   // A rank killed from outside, seen in the same pass as the peer that then hit SIGPIPE.
   const std::string killed = Submit(*c, {"job.gpus=2", "job.max_restarts=0"});
   c->TickForTest();
-  launcher_.status[100] = {ProcessStatus::kSignaled, SIGPIPE};
-  launcher_.status[101] = {ProcessStatus::kSignaled, SIGKILL};
+  executor_.status[100] = {ProcessStatus::kSignaled, SIGPIPE};
+  executor_.status[101] = {ProcessStatus::kSignaled, SIGKILL};
   c->TickForTest();
   c->TickForTest();
   EXPECT_EQ(c->Get(killed)->job.failure, "rank 1 was killed by signal 9 (Killed)");
@@ -190,13 +204,13 @@ TEST_F(CoordinatorTest, WhenRanksFailTogetherTheLikeliestCauseIsNamed) {
   // Ranks that all exit with an error: the one that reported first is the cause.
   const std::string raised = Submit(*c, {"job.gpus=3", "job.max_restarts=0"});
   c->TickForTest();
-  ASSERT_EQ(launcher_.spawned.size(), 5u);
+  ASSERT_EQ(executor_.launched.size(), 5u);
   for (int rank = 0; rank < 3; ++rank) ASSERT_TRUE(c->Register({raised, 1, rank}, 102 + rank).ok());
   ASSERT_TRUE(c->ReportExit({raised, 1, 2}, 1, "shape mismatch").ok());
   now_ms_ += 5;
   ASSERT_TRUE(c->ReportExit({raised, 1, 0}, 1, "Connection closed by peer").ok());
   ASSERT_TRUE(c->ReportExit({raised, 1, 1}, 1, "Connection closed by peer").ok());
-  for (int pid = 102; pid < 105; ++pid) launcher_.status[pid] = {ProcessStatus::kExited, 1};
+  for (int pid = 102; pid < 105; ++pid) executor_.status[pid] = {ProcessStatus::kExited, 1};
   c->TickForTest();
   c->TickForTest();
   EXPECT_EQ(c->Get(raised)->job.failure, "rank 2 exited with code 1: shape mismatch");
@@ -208,14 +222,14 @@ TEST_F(CoordinatorTest, CancelWaitsTheGracePeriodThenKills) {
   c->TickForTest();
   ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
   ASSERT_TRUE(c->Cancel(id, false).ok());
-  EXPECT_EQ(launcher_.signals, (std::vector<std::pair<pid_t, int>>{{100, SIGTERM}}));
+  EXPECT_EQ(executor_.signals, (std::vector<std::pair<pid_t, int>>{{100, SIGTERM}}));
   now_ms_ += 9'000;
   c->TickForTest();
-  EXPECT_EQ(launcher_.signals.size(), 1u);
+  EXPECT_EQ(executor_.signals.size(), 1u);
   now_ms_ += 1'000;
   c->TickForTest();
-  EXPECT_EQ(launcher_.signals.back(), std::make_pair(pid_t{100}, SIGKILL));
-  launcher_.status[100] = {ProcessStatus::kSignaled, SIGKILL};
+  EXPECT_EQ(executor_.signals.back(), std::make_pair(pid_t{100}, SIGKILL));
+  executor_.status[100] = {ProcessStatus::kSignaled, SIGKILL};
   c->TickForTest();
   EXPECT_EQ(c->Get(id)->job.state, JobState::kCancelled);
   EXPECT_EQ(c->Cancel(id, false).status().code(), absl::StatusCode::kFailedPrecondition);
@@ -231,7 +245,7 @@ TEST_F(CoordinatorTest, RanksLostWhileTheDaemonWasDownAreRetriedWithoutUsingARes
     ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
   }
   // The next daemon finds rank 0 gone, with no exit report.
-  launcher_.status[100] = {ProcessStatus::kGone, 0};
+  executor_.status[100] = {ProcessStatus::kGone, 0};
   auto c = Open();
   EXPECT_EQ(c->Get(id)->job.state, JobState::kRunning) << "adopted until polled";
   c->TickForTest();  // attempt 1 ends, RETRYING, attempt 2 starts
@@ -241,7 +255,7 @@ TEST_F(CoordinatorTest, RanksLostWhileTheDaemonWasDownAreRetriedWithoutUsingARes
   EXPECT_TRUE(view.attempts[0].interrupted);
   EXPECT_EQ(view.attempts[0].reason, "rank 0 ended while matbertd was down");
   EXPECT_EQ(view.job.state, JobState::kStarting);
-  EXPECT_EQ(launcher_.spawned.back().argv[1], "train");
+  EXPECT_EQ(executor_.launched.back().argv[1], "train");
 }
 
 TEST_F(CoordinatorTest, QueueOrderAndBadSpecs) {

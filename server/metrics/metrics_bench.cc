@@ -1,5 +1,5 @@
 // Scrape cost of /metrics with N running jobs' training series: a Coordinator with N CPU
-// slots and N one-slot jobs (their ranks never start: a launcher stand-in reports them
+// slots and N one-slot jobs (their ranks never start: an executor stand-in reports them
 // running, the benchmark reports their metrics), then HTTP GETs of /metrics over loopback.
 // Usage: metrics_bench [JOBS] [SCRAPES]
 #include <arpa/inet.h>
@@ -20,14 +20,19 @@
 
 namespace {
 
-// Every "process" runs forever and needs no signals: the jobs stay RUNNING.
-class IdleLauncher : public matbert::ProcessLauncher {
+// Every rank runs forever and needs no signals: the jobs stay RUNNING.
+class IdleExecutor : public matbert::Executor {
  public:
-  absl::StatusOr<matbert::WorkerProcess> Spawn(const matbert::SpawnRequest& r) override {
-    return matbert::WorkerProcess{r.rank, 1 << 30, 0};
+  Started Start(const matbert::AttemptPlan& plan) override {
+    Started started;
+    for (const matbert::RankLaunch& r : plan.ranks) started.workers.push_back({r.rank, 0, 0});
+    return started;
   }
-  matbert::ProcessStatus Poll(const matbert::WorkerProcess&) override { return {}; }
-  bool SignalGroup(pid_t, int) override { return true; }
+  std::vector<matbert::ProcessStatus> Poll(const matbert::AttemptRecord& a) override {
+    return std::vector<matbert::ProcessStatus>(a.workers.size());
+  }
+  void Signal(const matbert::AttemptRecord&, int) override {}
+  absl::Status Adopt(const matbert::AttemptRecord&) override { return absl::OkStatus(); }
 };
 
 // One HTTP/1.0 GET of /metrics; returns the body size.
@@ -61,8 +66,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < jobs; ++i) {
     options.devices.push_back({absl::StrCat("cpu:", i), "cpu", i, "CPU slot", 0});
   }
-  IdleLauncher launcher;
-  auto coordinator = matbert::Coordinator::Create(options, &launcher);
+  IdleExecutor executor;
+  auto coordinator = matbert::Coordinator::Create(options, &executor);
   if (!coordinator.ok()) {
     std::fprintf(stderr, "%s\n", std::string(coordinator.status().message()).c_str());
     return 1;

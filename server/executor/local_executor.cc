@@ -1,4 +1,4 @@
-#include "server/launcher/process_launcher.h"
+#include "server/executor/local_executor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,19 +54,17 @@ ProcStat ReadProcStat(pid_t pid) {
   return stat;
 }
 
-}  // namespace
-
-int64_t ProcessStartTicks(pid_t pid) { return ReadProcStat(pid).start_ticks; }
-
-absl::StatusOr<WorkerProcess> PosixProcessLauncher::Spawn(const SpawnRequest& request) {
-  if (request.argv.empty()) return absl::InvalidArgumentError("empty argv");
+// Starts one process: stdin from /dev/null, stdout and stderr appended to `log_path`, in
+// process group `group` (0: a new group it leads), with default signal handling.
+absl::StatusOr<pid_t> Spawn(const RankLaunch& launch, const std::string& cwd, pid_t group) {
+  if (launch.argv.empty()) return absl::InvalidArgumentError("empty argv");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, request.log_path.c_str(),
+  posix_spawn_file_actions_addopen(&actions, 1, launch.log_path.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  if (!request.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, request.cwd.c_str());
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -76,29 +74,25 @@ absl::StatusOr<WorkerProcess> PosixProcessLauncher::Spawn(const SpawnRequest& re
   for (int s : {SIGTERM, SIGINT, SIGPIPE, SIGCHLD, SIGHUP}) sigaddset(&defaults, s);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, request.process_group);
+  posix_spawnattr_setpgroup(&attr, group);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
                                       POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
 
   std::vector<char*> argv, envp;
-  for (const std::string& a : request.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : launch.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  for (const std::string& e : request.env) envp.push_back(const_cast<char*>(e.c_str()));
+  for (const std::string& e : launch.env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
   pid_t pid = 0;
   const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) return ErrnoStatus(rc, "cannot start", request.argv[0]);
-  WorkerProcess process;
-  process.rank = request.rank;
-  process.pid = pid;
-  process.start_ticks = ProcessStartTicks(pid);
-  return process;
+  if (rc != 0) return ErrnoStatus(rc, "cannot start", launch.argv[0]);
+  return pid;
 }
 
-ProcessStatus PosixProcessLauncher::Poll(const WorkerProcess& process) {
+ProcessStatus PollOne(const WorkerProcess& process) {
   int status = 0;
   const pid_t r = waitpid(process.pid, &status, WNOHANG);
   if (r == process.pid) {
@@ -115,9 +109,43 @@ ProcessStatus PosixProcessLauncher::Poll(const WorkerProcess& process) {
   return {ProcessStatus::kGone, 0};
 }
 
-bool PosixProcessLauncher::SignalGroup(pid_t group, int signal) {
-  if (group <= 1) return false;  // never signal init's group or our own by mistake
-  return ::kill(-group, signal) == 0;
+}  // namespace
+
+int64_t ProcessStartTicks(pid_t pid) { return ReadProcStat(pid).start_ticks; }
+
+Executor::Started LocalExecutor::Start(const AttemptPlan& plan) {
+  Started started;
+  pid_t group = 0;
+  for (const RankLaunch& launch : plan.ranks) {
+    (void)AppendToFile(launch.log_path, launch.log_header);
+    absl::StatusOr<pid_t> pid = Spawn(launch, plan.run_dir, group);
+    if (!pid.ok()) {
+      started.status = absl::Status(
+          pid.status().code(),
+          absl::StrCat("cannot start rank ", launch.rank, ": ", pid.status().message()));
+      break;
+    }
+    if (group == 0) group = *pid;
+    started.workers.push_back({launch.rank, *pid, ProcessStartTicks(*pid)});
+  }
+  return started;
+}
+
+std::vector<ProcessStatus> LocalExecutor::Poll(const AttemptRecord& attempt) {
+  std::vector<ProcessStatus> statuses;
+  for (const WorkerProcess& w : attempt.workers) statuses.push_back(PollOne(w));
+  return statuses;
+}
+
+void LocalExecutor::Signal(const AttemptRecord& attempt, int signal) {
+  if (attempt.workers.empty()) return;
+  const pid_t group = attempt.workers[0].pid;  // rank 0 leads the attempt's group
+  if (group > 1) ::kill(-group, signal);       // never init's group or our own by mistake
+}
+
+absl::Status LocalExecutor::Adopt(const AttemptRecord& attempt) {
+  (void)attempt;  // Poll follows non-children through /proc; nothing to set up.
+  return absl::OkStatus();
 }
 
 }  // namespace matbert

@@ -1,0 +1,70 @@
+// An executor runs whole attempts: it starts the ranks of an attempt's plan, says how each
+// is, signals all of them, and takes over the ranks of an attempt that outlived a restart of
+// matbertd. The coordinator decides what runs and when; the executor decides only how. The
+// local executor (posix_spawn on this host) is the one built; a cluster's executor (Slurm)
+// sits beside it behind the same interface.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "server/store/job_record.h"
+
+namespace matbert {
+
+// What to start for an attempt: made by the coordinator's rank plan (server/core/rank_plan.h).
+struct RankLaunch {
+  int rank = 0;
+  std::vector<std::string> argv;  // argv[0] is the worker's path
+  std::vector<std::string> env;   // the whole environment, "NAME=value"
+  std::string log_path;           // stdout and stderr, appended
+  std::string log_header;         // written to the log first: attempts share one log
+};
+
+struct AttemptPlan {
+  std::string job_id;
+  int attempt = 0;
+  std::string run_dir;            // the working directory of every rank
+  int64_t resumed_from_step = 0;  // 0 = a fresh start
+  std::vector<RankLaunch> ranks;  // by rank
+};
+
+// How a rank is.
+struct ProcessStatus {
+  enum Kind {
+    kRunning,
+    kExited,    // exit code in `code`
+    kSignaled,  // signal number in `code`
+    kGone,      // not ours to wait for and no longer alive: its exit status is unknown
+  };
+  Kind kind = kRunning;
+  int code = 0;
+
+  // "exited with code 1", "was killed by signal 9 (Killed)", "ended (exit status unknown)".
+  std::string Describe() const;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+
+  struct Started {
+    // The ranks that started, by rank: those before the first that could not start, too, so
+    // that the caller can stop and reap them.
+    std::vector<WorkerProcess> workers;
+    absl::Status status;  // not OK: which rank could not start, and why
+  };
+  virtual Started Start(const AttemptPlan& plan) = 0;
+  // How each of the attempt's workers is, in the order of `attempt.workers`. Non-blocking;
+  // ranks that ended are reaped.
+  virtual std::vector<ProcessStatus> Poll(const AttemptRecord& attempt) = 0;
+  // Sends `signal` to every process of every rank of the attempt.
+  virtual void Signal(const AttemptRecord& attempt, int signal) = 0;
+  // After a restart of matbertd: takes over the attempt's ranks, which may have ended since
+  // (Poll then says kGone, or what it can learn).
+  virtual absl::Status Adopt(const AttemptRecord& attempt) = 0;
+};
+
+}  // namespace matbert
