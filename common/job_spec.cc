@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/matrix_limits.h"
 #include "common/status_macros.h"
 #include "common/token_layout.h"
 
@@ -158,12 +159,13 @@ const std::vector<KeyDef>& Keys() {
         String("model", "layer_norm_position", &J::model, &ModelSection::layer_norm_position,
                {"post", "pre"}),
 
-        Int("matrix", "m", &J::matrix, &MatrixSection::m, 1, 4096),
-        Int("matrix", "n", &J::matrix, &MatrixSection::n, 1, 4096),
-        Int("matrix", "r", &J::matrix, &MatrixSection::r, 1, 4096),
-        Float("matrix", "factor_mean", &J::matrix, &MatrixSection::factor_mean, -100, 100),
-        Int("matrix", "prec", &J::matrix, &MatrixSection::prec, 0, 6),
-        Int("matrix", "n_sigma", &J::matrix, &MatrixSection::n_sigma, 1, 100),
+        Int("matrix", "m", &J::matrix, &MatrixSection::m, 1, kMaxMatrixDim),
+        Int("matrix", "n", &J::matrix, &MatrixSection::n, 1, kMaxMatrixDim),
+        Int("matrix", "r", &J::matrix, &MatrixSection::r, 1, kMaxMatrixDim),
+        Float("matrix", "factor_mean", &J::matrix, &MatrixSection::factor_mean, -kMaxAbsFactorMean,
+              kMaxAbsFactorMean),
+        Int("matrix", "prec", &J::matrix, &MatrixSection::prec, 0, kMaxPrec),
+        Int("matrix", "n_sigma", &J::matrix, &MatrixSection::n_sigma, 1, kMaxNSigma),
         Bool("matrix", "row_sep", &J::matrix, &MatrixSection::row_sep),
         Float("matrix", "mask_prob", &J::matrix, &MatrixSection::mask_prob, 0, 1, true),
         String("matrix", "mask_strategy", &J::matrix, &MatrixSection::mask_strategy,
@@ -203,7 +205,7 @@ const std::vector<KeyDef>& Keys() {
 
         Int("generate", "n_samples", &J::generate, &GenerateSection::n_samples, 1, kBig),
         String("generate", "output_dir", &J::generate, &GenerateSection::output_dir),
-        Int("generate", "shards", &J::generate, &GenerateSection::shards, 1, 100000),
+        Int("generate", "shards", &J::generate, &GenerateSection::shards, 1, kMaxShards),
     };
     return k;
   }();

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/job_spec.h"
+#include "common/matrix_limits.h"
 #include "worker/exit_codes.h"
 
 namespace matbert {
@@ -19,8 +21,10 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
       "[generate] of a job spec");
   GenerateOptions& o = options_;
   o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  command_->add_option("--m", o.shape.m, "Rows per matrix (>= 1)")->capture_default_str();
-  command_->add_option("--n", o.shape.n, "Columns per matrix (>= 1)")->capture_default_str();
+  command_->add_option("--m", o.shape.m, absl::StrCat("Rows per matrix, 1..", kMaxMatrixDim))
+      ->capture_default_str();
+  command_->add_option("--n", o.shape.n, absl::StrCat("Columns per matrix, 1..", kMaxMatrixDim))
+      ->capture_default_str();
   command_->add_option("--r", o.shape.r, "Rank, 1..min(m, n)")->capture_default_str();
   command_->add_option("--n-samples", o.n_samples, "Number of matrices (>= 1)")
       ->capture_default_str();
@@ -37,7 +41,9 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
                    "Mean of the entries of U and V (standard normal: 0)")
       ->capture_default_str();
   command_->add_flag("--row-sep", o.tokenizer.row_sep, "Insert [ROW_SEP] between matrix rows");
-  command_->add_option("--shards", o.shards, "Number of Arrow files, 1..n-samples")
+  command_
+      ->add_option("--shards", o.shards,
+                   absl::StrCat("Number of Arrow files, 1..min(n-samples, ", kMaxShards, ")"))
       ->capture_default_str();
   command_
       ->add_option("--threads", o.threads, "Generator threads (output is identical for any value)")

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
+#include "common/matrix_limits.h"
 #include "common/staging_dir.h"
 #include "common/status_macros.h"
 #include "worker/arrow/ipc_stream_writer.h"
@@ -211,13 +212,16 @@ absl::Status GenerateOptions::Validate() const {
   if (n_samples < 1) {
     return absl::InvalidArgumentError(absl::StrCat("n-samples must be >= 1, got ", n_samples));
   }
-  if (shards < 1 || shards > n_samples) {
+  if (shards < 1 || shards > std::min<int64_t>(n_samples, kMaxShards)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("shards must be in 1..n-samples = ", n_samples, ", got ", shards));
+        shards > kMaxShards
+            ? absl::StrCat("shards must be in 1..", kMaxShards, ", got ", shards)
+            : absl::StrCat("shards must be in 1..n-samples = ", n_samples, ", got ", shards));
   }
-  if (!(std::abs(factor_mean) <= 100)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("factor-mean must be in [-100, 100], got ", factor_mean));
+  if (!(std::abs(factor_mean) <= kMaxAbsFactorMean)) {
+    return absl::InvalidArgumentError(absl::StrCat("factor-mean must be in [-", kMaxAbsFactorMean,
+                                                   ", ", kMaxAbsFactorMean, "], got ",
+                                                   factor_mean));
   }
   if (threads < 1 || threads > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("threads must be in 1..1024, got ", threads));

@@ -4,13 +4,18 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/matrix_limits.h"
 #include "worker/data/random.h"
 
 namespace matbert {
 
 absl::Status MatrixShape::Validate() const {
-  if (m < 1) return absl::InvalidArgumentError(absl::StrCat("m must be >= 1, got ", m));
-  if (n < 1) return absl::InvalidArgumentError(absl::StrCat("n must be >= 1, got ", n));
+  if (m < 1 || m > kMaxMatrixDim) {
+    return absl::InvalidArgumentError(absl::StrCat("m must be in 1..", kMaxMatrixDim, ", got ", m));
+  }
+  if (n < 1 || n > kMaxMatrixDim) {
+    return absl::InvalidArgumentError(absl::StrCat("n must be in 1..", kMaxMatrixDim, ", got ", n));
+  }
   if (r < 1 || r > std::min(m, n)) {
     return absl::InvalidArgumentError(
         absl::StrCat("r must be in 1..min(m, n) = ", std::min(m, n), ", got ", r));

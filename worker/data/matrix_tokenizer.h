@@ -13,6 +13,7 @@
 #include <span>
 
 #include "absl/status/statusor.h"
+#include "common/matrix_limits.h"
 #include "common/token_layout.h"
 
 namespace matbert {
@@ -30,8 +31,6 @@ class MatrixTokenizer {
   static constexpr int32_t kClsId = 2;
   static constexpr int32_t kSepId = 3;
   static constexpr int32_t kFirstBinId = 4;
-  static constexpr int kMaxPrec = 6;
-  static constexpr int kMaxNSigma = 100;
 
   // Fails with INVALID_ARGUMENT naming the field when prec or n_sigma is out of range.
   static absl::StatusOr<MatrixTokenizer> Create(const TokenizerOptions& options);
