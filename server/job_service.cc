@@ -6,7 +6,6 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "common/run_layout.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "server/core/checkpoint_catalog.h"
@@ -18,19 +17,13 @@ namespace matbert {
 namespace {
 
 constexpr int kEventBatch = 256;
-constexpr int64_t kLogReadBytes = 256 * 1024;
 constexpr size_t kChunkBytes = 1 << 20;
 
-// Reads one rank's log from `offset`, tagging lines with the rank.
-int64_t AppendLogLines(const std::string& path, int rank, int64_t offset, v1::LogBatch* batch) {
-  for (const LogLineAt& line : ReadLogLines(path, offset, kLogReadBytes)) {
-    v1::LogLine* out = batch->add_lines();
-    out->set_rank(rank);
-    out->set_text(line.text);
-    out->set_offset(line.end);
-    offset = line.end;
-  }
-  return offset;
+// Log lines as the API carries them.
+void ToProto(const RankLogLine& line, v1::LogLine* out) {
+  out->set_rank(line.rank);
+  out->set_text(line.text);
+  out->set_offset(line.end);
 }
 
 }  // namespace
@@ -104,9 +97,8 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
         }
         const int64_t handle = coordinator->Subscribe(job_id, [writer] { writer->Wake(); });
         int64_t seq = request.after_seq();
-        // Log lines (include_logs): start at the current end of each rank's log.
-        std::map<int, int64_t> log_offsets;
-        const std::string run_dir = coordinator->RunDir(job_id);
+        // Log lines (include_logs): every rank's log from its start.
+        RankLogs logs(coordinator->RunDir(job_id), {}, /*discover=*/true);
         absl::Status result = absl::OkStatus();
         while (true) {
           absl::StatusOr<Coordinator::EventPage> page =
@@ -126,16 +118,12 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
           }
           if (gone) break;
           if (request.include_logs()) {
-            for (int rank = 0;; ++rank) {
-              const std::string path = RunLogPath(run_dir, rank);
-              if (access(path.c_str(), F_OK) != 0) break;
-              auto [it, fresh] = log_offsets.try_emplace(rank, 0);
-              v1::LogBatch batch;
-              it->second = AppendLogLines(path, rank, it->second, &batch);
-              for (const v1::LogLine& line : batch.lines()) {
-                v1::JobEvent out;
-                *out.mutable_log() = line;
-                if (!writer->Write(out)) gone = true;
+            for (const RankLogLine& line : logs.Read()) {
+              v1::JobEvent out;
+              ToProto(line, out.mutable_log());
+              if (!writer->Write(out)) {
+                gone = true;
+                break;
               }
             }
             if (gone) break;
@@ -160,38 +148,25 @@ grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
       [coordinator = coordinator_, request = *request](StreamWriter<v1::LogBatch>* writer) {
         absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
         if (!view.ok()) return view.status();
-        if (request.tail_lines() < 0) return absl::InvalidArgumentError("tail_lines must be >= 0");
-        const int world = request.has_rank() ? 0 : std::max(1, view->job.devices_requested);
-        if (request.has_rank() &&
-            (request.rank() < 0 || request.rank() >= std::max(1, view->job.devices_requested))) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("rank must be between 0 and ",
-                           std::max(1, view->job.devices_requested) - 1, ", got ", request.rank()));
-        }
-        std::map<int, int64_t> offsets;  // rank -> next byte to read
-        auto path_of = [&](int rank) { return RunLogPath(view->run_dir, rank); };
-        for (int rank = 0; rank < world; ++rank) offsets[rank] = 0;
-        if (request.has_rank()) offsets[request.rank()] = 0;
-        for (auto& [rank, offset] : offsets) {
-          if (auto it = request.resume_offsets().find(rank); it != request.resume_offsets().end()) {
-            offset = it->second;
-          } else if (request.tail_lines() > 0) {
-            offset = TailOffset(path_of(rank), request.tail_lines());
-          }
-        }
+        LogStart start;
+        if (request.has_rank()) start.rank = request.rank();
+        start.resume_offsets.insert(request.resume_offsets().begin(),
+                                    request.resume_offsets().end());
+        start.tail_lines = request.tail_lines();
+        absl::StatusOr<std::map<int, int64_t>> offsets =
+            LogStartOffsets(view->run_dir, view->job.devices_requested, start);
+        if (!offsets.ok()) return offsets.status();
+        RankLogs logs(view->run_dir, *std::move(offsets));
         while (true) {
           // Whether the job had ended before this read: then the read sees everything.
           absl::StatusOr<JobView> now = coordinator->Get(request.job_id());
           const bool ended = !now.ok() || IsFinal(now->job.state);
           bool any = false;
-          for (auto& [rank, offset] : offsets) {
-            while (true) {
-              v1::LogBatch batch;
-              offset = AppendLogLines(path_of(rank), rank, offset, &batch);
-              if (batch.lines_size() == 0) break;
-              any = true;
-              if (!writer->Write(batch)) return absl::OkStatus();
-            }
+          for (std::vector<RankLogLine> lines; !(lines = logs.Read()).empty();) {
+            any = true;
+            v1::LogBatch batch;
+            for (const RankLogLine& line : lines) ToProto(line, batch.add_lines());
+            if (!writer->Write(batch)) return absl::OkStatus();
           }
           if (!request.follow() || ended) return absl::OkStatus();
           if (!any && !writer->WaitForWake(std::chrono::milliseconds(200))) return absl::OkStatus();

@@ -99,4 +99,44 @@ int64_t TailOffset(const std::string& path, int n) {
   return 0;
 }
 
+absl::StatusOr<std::map<int, int64_t>> LogStartOffsets(const std::string& run_dir, int world,
+                                                       const LogStart& start) {
+  world = std::max(1, world);
+  if (start.tail_lines < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tail_lines must be >= 0, got ", start.tail_lines));
+  }
+  if (start.rank && (*start.rank < 0 || *start.rank >= world)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank must be between 0 and ", world - 1, ", got ", *start.rank));
+  }
+  std::map<int, int64_t> offsets;
+  for (int rank = 0; rank < world; ++rank) {
+    if (start.rank && rank != *start.rank) continue;
+    if (auto it = start.resume_offsets.find(rank); it != start.resume_offsets.end()) {
+      offsets[rank] = std::max<int64_t>(0, it->second);
+    } else {
+      offsets[rank] = TailOffset(RunLogPath(run_dir, rank), start.tail_lines);
+    }
+  }
+  return offsets;
+}
+
+std::vector<RankLogLine> RankLogs::Read(int64_t max_bytes) {
+  if (discover_) {
+    for (int rank = 0;; ++rank) {
+      if (::access(RunLogPath(run_dir_, rank).c_str(), F_OK) != 0) break;
+      offsets_.try_emplace(rank, 0);
+    }
+  }
+  std::vector<RankLogLine> out;
+  for (auto& [rank, offset] : offsets_) {
+    for (LogLineAt& line : ReadLogLines(RunLogPath(run_dir_, rank), offset, max_bytes)) {
+      offset = line.end;
+      out.push_back({rank, std::move(line.text), line.end});
+    }
+  }
+  return out;
+}
+
 }  // namespace matbert
