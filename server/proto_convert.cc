@@ -5,11 +5,10 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
+#include "proto/metrics_convert.h"
+#include "server/core/event_payload.h"
 
 namespace matbert {
-
-using Json = nlohmann::json;
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -59,27 +58,18 @@ void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* ou
 }
 
 bool ToProto(const EventRecord& event, v1::JobEvent* out) {
-  Json p = Json::parse(event.payload, nullptr, false);
-  if (!p.is_object()) return false;
   out->set_seq(event.seq);
   SetTimestamp(event.time_ms, out->mutable_time());
-  if (event.kind == "state") {
+  if (std::optional<StateEvent> state = DecodeStateEvent(event)) {
     v1::StateChange* change = out->mutable_state_change();
-    change->set_state(ToProto(ParseJobState(p.value("state", "")).value_or(JobState::kFailed)));
-    change->set_attempt(p.value("attempt", 0));
-    change->set_reason(p.value("reason", ""));
-  } else if (event.kind == "metrics") {
-    v1::Metrics* metrics = out->mutable_metrics();
-    metrics->set_kind(p.value("kind", ""));
-    metrics->set_step(p.value("step", int64_t{0}));
-    if (p.contains("values") && p["values"].is_object()) {
-      for (const auto& [key, value] : p["values"].items()) {
-        if (value.is_number()) (*metrics->mutable_values())[key] = value.get<double>();
-      }
-    }
-  } else if (event.kind == "checkpoint") {
-    out->mutable_checkpoint()->set_step(p.value("step", int64_t{0}));
-    out->mutable_checkpoint()->set_path(p.value("path", ""));
+    change->set_state(ToProto(state->state));
+    change->set_attempt(state->attempt);
+    change->set_reason(state->reason);
+  } else if (std::optional<MetricsEvent> metrics = DecodeMetricsEvent(event)) {
+    ToProto(metrics->record, out->mutable_metrics());
+  } else if (std::optional<CheckpointEvent> checkpoint = DecodeCheckpointEvent(event)) {
+    out->mutable_checkpoint()->set_step(checkpoint->step);
+    out->mutable_checkpoint()->set_path(checkpoint->path);
   } else {
     return false;
   }

@@ -1,6 +1,7 @@
 #include "server/worker_service.h"
 
 #include "common/status_macros.h"
+#include "proto/metrics_convert.h"
 #include "server/rpc_call.h"
 
 namespace matbert {
@@ -34,13 +35,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportMetrics(grpc::CallbackServerC
                                                            v1::Ack*) {
   return UnaryCall(ctx, *auth_, [&] {
     std::vector<MetricsRecord> records;
-    for (const v1::Metrics& m : request->records()) {
-      MetricsRecord record;
-      record.kind = m.kind();
-      record.step = m.step();
-      record.values.insert(m.values().begin(), m.values().end());
-      records.push_back(std::move(record));
-    }
+    for (const v1::Metrics& m : request->records()) records.push_back(FromProto(m));
     return coordinator_->ReportMetrics(KeyOf(request->worker()), records);
   });
 }
@@ -58,7 +53,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportExit(grpc::CallbackServerCont
                                                         v1::Ack*) {
   return UnaryCall(ctx, *auth_, [&] {
     return coordinator_->ReportExit(KeyOf(request->worker()), request->exit_code(),
-                                    request->message());
+                                    request->message(), FromProto(request->run_end()));
   });
 }
 

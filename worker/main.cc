@@ -60,6 +60,6 @@ int main(int argc, char** argv) {
   std::string message;
   if (code != 0)
     message = train.selected() && !train.error().empty() ? train.error() : "see the rank's log";
-  if (*reporter) (*reporter)->Finish(code, message, 60);
+  if (*reporter) (*reporter)->Finish(code, message, train.run_end(), 60);
   return code;
 }

@@ -133,6 +133,7 @@ int TrainCommand::Run(CoordinatorReporter* reporter) {
     return ExitCodeFor(result.status());
   }
   if (dist->rank != 0) return kExitOk;  // rank 0 reports for the job
+  run_end_ = result->stopped ? RunEnd::kStopped : RunEnd::kCompleted;
   if (result->stopped) {
     absl::FPrintF(stderr, "stopped by signal after step %d; checkpoint written to %s\n",
                   result->last_step, result->last_checkpoint);

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/worker_report.h"
+
 namespace matbert {
 
 class CoordinatorReporter;
@@ -20,6 +22,8 @@ class TrainCommand {
   // After Run failed: the error it printed (one line), which the rank reports to matbertd as
   // its exit message. Empty after success.
   const std::string& error() const { return error_; }
+  // After Run on rank 0: whether the run completed or a signal stopped it; else kUnknown.
+  RunEnd run_end() const { return run_end_; }
   // Set by SIGTERM/SIGINT, or by the reporter when the coordinator ends the attempt.
   static std::atomic<bool>* StopFlag();
 
@@ -30,6 +34,7 @@ class TrainCommand {
   std::vector<std::string> sets_;
   bool quiet_ = false;
   std::string error_;
+  RunEnd run_end_ = RunEnd::kUnknown;
 };
 
 }  // namespace matbert

@@ -14,10 +14,6 @@
 
 namespace matbert {
 
-// What rank 0 said of the run before it exited: nothing yet, the run finished, or a signal
-// stopped it (after checkpointing).
-enum class RunEnd { kUnknown, kCompleted, kStopped };
-
 // A rank found ended in one poll, with what it reported of itself before.
 struct RankEnd {
   int rank = 0;

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "nlohmann/json.hpp"
+#include "server/core/event_payload.h"
 
 namespace matbert {
 
@@ -10,16 +10,10 @@ std::map<int64_t, std::map<std::string, double>> EvalsByStep(
     const std::vector<EventRecord>& events) {
   std::map<int64_t, std::map<std::string, double>> out;
   for (const EventRecord& e : events) {
-    if (e.kind != "metrics") continue;
-    nlohmann::json p = nlohmann::json::parse(e.payload, nullptr, false);
-    if (!p.is_object() || p.value("kind", "") != "eval") continue;
-    std::map<std::string, double>& values = out[p.value("step", int64_t{0})];
-    values.clear();  // a later record of the same step replaces the earlier one
-    if (p.contains("values") && p["values"].is_object()) {
-      for (const auto& [key, value] : p["values"].items()) {
-        if (value.is_number()) values[key] = value.get<double>();
-      }
-    }
+    std::optional<MetricsEvent> metrics = DecodeMetricsEvent(e);
+    if (!metrics || metrics->record.kind != "eval") continue;
+    // A later record of the same step replaces the earlier one.
+    out[metrics->record.step] = std::move(metrics->record.values);
   }
   return out;
 }

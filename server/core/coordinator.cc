@@ -18,7 +18,7 @@
 #include "common/free_port.h"
 #include "common/run_layout.h"
 #include "common/status_macros.h"
-#include "nlohmann/json.hpp"
+#include "server/core/event_payload.h"
 #include "server/core/rank_plan.h"
 
 extern char** environ;
@@ -26,7 +26,6 @@ extern char** environ;
 namespace matbert {
 namespace {
 
-using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
 int64_t SystemNowMs() {
@@ -42,10 +41,6 @@ std::vector<std::string> BaseEnvironment() {
     if (!IsRankEnvEntry(*e)) env.push_back(*e);
   }
   return env;
-}
-
-Json StatePayload(JobState state, int attempt, const std::string& reason) {
-  return {{"state", JobStateName(state)}, {"attempt", attempt}, {"reason", reason}};
 }
 
 }  // namespace
@@ -125,19 +120,6 @@ absl::Status Coordinator::Recover() {
       StopAttempt(*live, absl::StrCat("cannot adopt the attempt's ranks: ", adopted.message()),
                   /*force=*/true);
     }
-    // Did rank 0 already report the end of a finished run?
-    auto events = store_->EventsAfter(r.id, 0, 1 << 30);
-    if (events.ok()) {
-      for (const EventRecord& e : *events) {
-        if (e.kind != "metrics") continue;
-        Json p = Json::parse(e.payload, nullptr, false);
-        if (p.is_object() && p.value("attempt", 0) == live->record.number &&
-            p.value("kind", "") == "summary") {
-          live->run_end =
-              p["values"].value("stopped", 0.0) == 0 ? RunEnd::kCompleted : RunEnd::kStopped;
-        }
-      }
-    }
     if (absl::Status held = scheduler_.Hold(r.id, r.devices); !held.ok()) {
       live->failure = absl::StrCat("its devices changed across a daemon restart: ", held.message());
       live->record.interrupted = true;
@@ -183,7 +165,8 @@ absl::StatusOr<JobView> Coordinator::Submit(const SubmitRequest& request) {
   RETURN_IF_ERROR(scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested}));
   JobEntry& entry = jobs_[job.id];
   entry.record = job;
-  AppendEvent(job.id, "state", StatePayload(JobState::kQueued, 0, "submitted").dump());
+  AppendEvent(job.id, kStateEventKind,
+              EncodePayload(StateEvent{JobState::kQueued, 0, "submitted"}));
   JobView view = ViewOf(entry);
   wake_ = true;
   Publish(lock);
@@ -347,7 +330,7 @@ void Coordinator::SetState(JobEntry& entry, JobState state, const std::string& r
               "job {} ({}) {}{}{}", entry.record.id, entry.record.name, JobStateName(state),
               attempt > 0 ? absl::StrCat(", attempt ", attempt) : "",
               reason.empty() ? "" : absl::StrCat(": ", reason));
-  AppendEvent(entry.record.id, "state", StatePayload(state, attempt, reason).dump());
+  AppendEvent(entry.record.id, kStateEventKind, EncodePayload(StateEvent{state, attempt, reason}));
 }
 
 // ---- attempts ------------------------------------------------------------------------
@@ -435,7 +418,7 @@ void Coordinator::PollAttempt(JobEntry& entry) {
     ended.push_back({number, statuses[i], rank.reported_exit, rank.reported_code,
                      rank.reported_message, rank.reported_at_ms});
   }
-  if (std::optional<AttemptFailure> failed = FailureOf(ended, live.run_end);
+  if (std::optional<AttemptFailure> failed = FailureOf(ended, live.record.run_end);
       failed && !live.stopping) {
     live.record.interrupted = failed->interrupted;
     StopAttempt(live, failed->reason, false);
@@ -461,7 +444,7 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
   job.devices.clear();
   live->record.end_ms = Now();
   const Verdict outcome =
-      AttemptOutcome(job.cancel_requested, live->failure, live->run_end, job.step);
+      AttemptOutcome(job.cancel_requested, live->failure, live->record.run_end, job.step);
   live->record.state = outcome.state;
   live->record.reason = outcome.reason;
   (void)store_->PutAttempt(live->record);
@@ -539,22 +522,15 @@ absl::Status Coordinator::Heartbeat(const WorkerKey& worker, int64_t step) {
 absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
                                         const std::vector<MetricsRecord>& records) {
   std::unique_lock<std::mutex> lock(mu_);
-  ASSIGN_OR_RETURN(LiveAttempt * live, LiveFor(worker));
+  RETURN_IF_ERROR(LiveFor(worker).status());
   JobEntry& entry = jobs_.at(worker.job_id);
   JobRecord& job = entry.record;
   for (const MetricsRecord& record : records) {
-    Json values = Json::object();
-    for (const auto& [key, value] : record.values) values[key] = value;
-    Json payload = {{"attempt", worker.attempt},
-                    {"kind", record.kind},
-                    {"step", record.step},
-                    {"values", values}};
-    AppendEvent(job.id, "metrics", payload.dump(),
+    AppendEvent(job.id, kMetricsEventKind, EncodePayload(MetricsEvent{worker.attempt, record}),
                 absl::StrCat("a", worker.attempt, "/", record.kind, "/", record.step));
     if (record.kind == "train") {
       entry.latest_train = record.values;
       entry.latest_train["step"] = static_cast<double>(record.step);
-      job.step = std::max(job.step, record.step);
       if (auto it = record.values.find("loss"); it != record.values.end()) {
         job.loss = it->second;
         job.has_loss = true;
@@ -562,14 +538,8 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
     } else if (record.kind == "eval") {
       entry.latest_eval = record.values;
       entry.latest_eval["step"] = static_cast<double>(record.step);
-    } else if (record.kind == "summary") {
-      auto it = record.values.find("stopped");
-      live->run_end =
-          it != record.values.end() && it->second != 0 ? RunEnd::kStopped : RunEnd::kCompleted;
-      job.step = std::max(job.step, record.step);
-    } else if (record.kind == "generate") {
-      job.step = std::max(job.step, record.step);
     }
+    if (record.kind != "eval") job.step = std::max(job.step, record.step);
   }
   SaveJob(job);
   Publish(lock);
@@ -579,21 +549,20 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
 absl::Status Coordinator::AnnounceCheckpoint(const WorkerKey& worker, int64_t step,
                                              const std::string& path) {
   std::unique_lock<std::mutex> lock(mu_);
-  ASSIGN_OR_RETURN(LiveAttempt * live, LiveFor(worker));
-  (void)live;
+  RETURN_IF_ERROR(LiveFor(worker).status());
   // Paths are reported relative to the run directory.
   std::string relative = path;
   const std::string prefix = RunDir(worker.job_id) + "/";
   if (absl::StartsWith(relative, prefix)) relative = relative.substr(prefix.size());
-  Json payload = {{"attempt", worker.attempt}, {"step", step}, {"path", relative}};
-  AppendEvent(worker.job_id, "checkpoint", payload.dump(),
+  AppendEvent(worker.job_id, kCheckpointEventKind,
+              EncodePayload(CheckpointEvent{worker.attempt, step, relative}),
               absl::StrCat("a", worker.attempt, "/checkpoint/", step));
   Publish(lock);
   return absl::OkStatus();
 }
 
 absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
-                                     const std::string& message) {
+                                     const std::string& message, RunEnd run_end) {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(LiveAttempt * live, LiveFor(worker));
   RankLive& rank = live->ranks[worker.rank];
@@ -601,6 +570,12 @@ absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
   rank.reported_code = exit_code;
   rank.reported_message = message;
   rank.reported_at_ms = Now();
+  if (worker.rank == 0 && run_end != RunEnd::kUnknown) {
+    // Stored at once: a restarted daemon that finds the rank gone must still know the run
+    // finished.
+    live->record.run_end = run_end;
+    (void)store_->PutAttempt(live->record);
+  }
   return absl::OkStatus();
 }
 

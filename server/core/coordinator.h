@@ -26,6 +26,7 @@
 #include "server/core/attempt_policy.h"
 #include "server/core/devices.h"
 #include "server/core/event_log.h"
+#include "common/worker_report.h"
 #include "server/executor/executor.h"
 #include "server/scheduler/gang_scheduler.h"
 #include "server/store/job_store.h"
@@ -90,13 +91,6 @@ struct WorkerKey {
   int rank = 0;
 };
 
-// One metrics record from a worker (a line of metrics.jsonl, numbers only).
-struct MetricsRecord {
-  std::string kind;  // "train" | "eval" | "summary" | …
-  int64_t step = 0;
-  std::map<std::string, double> values;
-};
-
 class Coordinator {
  public:
   // Opens the store under options.state_dir, recovers jobs (adopting live attempts through
@@ -136,7 +130,9 @@ class Coordinator {
   absl::Status Heartbeat(const WorkerKey& worker, int64_t step);
   absl::Status ReportMetrics(const WorkerKey& worker, const std::vector<MetricsRecord>& records);
   absl::Status AnnounceCheckpoint(const WorkerKey& worker, int64_t step, const std::string& path);
-  absl::Status ReportExit(const WorkerKey& worker, int exit_code, const std::string& message);
+  // `run_end`: how rank 0 says the run ended (kUnknown from other ranks).
+  absl::Status ReportExit(const WorkerKey& worker, int exit_code, const std::string& message,
+                          RunEnd run_end = RunEnd::kUnknown);
 
   // runs/<job>/ under the state dir (whether or not it exists yet).
   std::string RunDir(const std::string& job_id) const;
@@ -162,7 +158,6 @@ class Coordinator {
     bool killed = false;          // SIGKILL sent
     int64_t kill_at_ms = 0;       // when to send SIGKILL
     std::string failure;          // first cause of failure; empty if none
-    RunEnd run_end = RunEnd::kUnknown;
   };
   struct JobEntry {
     JobRecord record;

@@ -258,6 +258,50 @@ TEST_F(CoordinatorTest, RanksLostWhileTheDaemonWasDownAreRetriedWithoutUsingARes
   EXPECT_EQ(executor_.launched.back().argv[1], "train");
 }
 
+TEST_F(CoordinatorTest, HowTheRunEndedTravelsInReportExitAndSurvivesARestart) {
+  std::string completed, stopped;
+  {
+    auto c = Open();
+    completed = Submit(*c, {"job.max_restarts=0"});
+    stopped = Submit(*c, {"job.max_restarts=0"});
+    c->TickForTest();
+    ASSERT_TRUE(c->Register({completed, 1, 0}, 100).ok());
+    ASSERT_TRUE(c->Register({stopped, 1, 0}, 101).ok());
+    ASSERT_TRUE(c->ReportExit({completed, 1, 0}, 0, "", RunEnd::kCompleted).ok());
+    ASSERT_TRUE(c->ReportExit({stopped, 1, 0}, 0, "", RunEnd::kStopped).ok());
+  }
+  // Both ranks exit while no daemon runs: the next one cannot wait for them.
+  executor_.status[100] = {ProcessStatus::kGone, 0};
+  executor_.status[101] = {ProcessStatus::kGone, 0};
+  auto c = Open();
+  EXPECT_EQ(executor_.adopted, (std::vector<std::string>{completed, stopped}));
+  c->TickForTest();
+  const JobView done = *c->Get(completed);
+  EXPECT_EQ(done.job.state, JobState::kSucceeded) << done.job.failure;
+  EXPECT_EQ(done.attempts.size(), 1u) << "a finished run is not retried";
+  // A run stopped by a signal while the daemon was down (perhaps by the same shutdown) is
+  // resumed, without using a restart.
+  const JobView view = *c->Get(stopped);
+  EXPECT_EQ(view.job.state, JobState::kStarting);
+  ASSERT_EQ(view.attempts.size(), 2u);
+  EXPECT_TRUE(view.attempts[0].interrupted);
+}
+
+TEST_F(CoordinatorTest, ARunStoppedFromOutsideFailsItsJob) {
+  auto c = Open();
+  const std::string id = Submit(*c, {"job.max_restarts=0"});
+  c->TickForTest();
+  ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
+  ASSERT_TRUE(c->ReportMetrics({id, 1, 0}, {{"train", 40, {{"loss", 0.5}}}}).ok());
+  ASSERT_TRUE(c->ReportExit({id, 1, 0}, 0, "", RunEnd::kStopped).ok());
+  executor_.status[100] = {ProcessStatus::kExited, 0};
+  c->TickForTest();
+  const JobView view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kFailed) << "every rank exited 0, yet the run did not end";
+  EXPECT_EQ(view.job.failure, "stopped by a signal from outside matbertd after step 40");
+  EXPECT_EQ(view.attempts[0].run_end, RunEnd::kStopped);
+}
+
 TEST_F(CoordinatorTest, QueueOrderAndBadSpecs) {
   auto c = Open(1);
   const std::string running = Submit(*c, {});

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "common/worker_report.h"
 
 namespace matbert {
 
@@ -63,6 +64,8 @@ struct AttemptRecord {
   int64_t resumed_from_step = 0;
   // Lost to a restart of matbertd (not the job's fault): does not use up a restart.
   bool interrupted = false;
+  // How rank 0 said the run ended, in its ReportExit (kept across a restart of matbertd).
+  RunEnd run_end = RunEnd::kUnknown;
   std::vector<WorkerProcess> workers;
 };
 

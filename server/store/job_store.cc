@@ -11,10 +11,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-// The layout below is schema version 1 (PRAGMA user_version). A file of version 0 is one
-// written before versions were recorded, with the same layout. Each later version adds a
-// migration to kMigrations; a file newer than this build is refused, never rewritten.
-constexpr int kSchemaVersion = 1;
+// The layout below, with the event payloads of server/core/event_payload.h, is schema
+// version 2 (PRAGMA user_version). A file of version 0 is one written before versions were
+// recorded. Each version adds a migration to kMigrations; a file newer than this build is
+// refused, never rewritten.
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS attempts (
   resumed_from_step INTEGER NOT NULL,
   interrupted INTEGER NOT NULL,
   workers TEXT NOT NULL,
+  run_end TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, number)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -118,7 +120,21 @@ JobState StateOr(const std::string& name, JobState fallback) {
 
 // kMigrations[v] turns a version-v file into version v + 1 (run in one transaction).
 // Version 0 -> 1: the layout is unchanged; only the version is recorded.
-const std::vector<const char*> kMigrations = {""};
+// Version 1 -> 2: how a run ended moves from rank 0's "summary" metrics event into the
+// attempt (attempts.run_end), filled in from the summary events already stored.
+const std::vector<const char*> kMigrations = {
+    "",
+    R"sql(
+ALTER TABLE attempts ADD COLUMN run_end TEXT NOT NULL DEFAULT '';
+UPDATE attempts SET run_end = COALESCE((
+  SELECT CASE WHEN json_extract(e.payload, '$.values.stopped') = 0 THEN 'COMPLETED'
+              ELSE 'STOPPED' END
+  FROM events e
+  WHERE e.job_id = attempts.job_id AND e.kind = 'metrics'
+    AND json_extract(e.payload, '$.kind') = 'summary'
+    AND json_extract(e.payload, '$.attempt') = attempts.number
+  ORDER BY e.seq DESC LIMIT 1), '');
+)sql"};
 
 }  // namespace
 
@@ -260,8 +276,8 @@ absl::Status JobStore::PutAttempt(const AttemptRecord& attempt) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
                "INSERT OR REPLACE INTO attempts (job_id, number, state, start_ms, end_ms, "
-               "reason, resumed_from_step, interrupted, workers) VALUES (?1, ?2, ?3, ?4, ?5, "
-               "?6, ?7, ?8, ?9)");
+               "reason, resumed_from_step, interrupted, workers, run_end) VALUES (?1, ?2, ?3, "
+               "?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   if (!st.ok()) return st.Error("prepare attempt write");
   st.Bind(1, attempt.job_id);
   st.Bind(2, int64_t{attempt.number});
@@ -272,6 +288,7 @@ absl::Status JobStore::PutAttempt(const AttemptRecord& attempt) {
   st.Bind(7, attempt.resumed_from_step);
   st.Bind(8, int64_t{attempt.interrupted});
   st.Bind(9, workers.dump());
+  st.Bind(10, std::string(RunEndName(attempt.run_end)));
   if (st.Step() != SQLITE_DONE) return st.Error("write attempt");
   return absl::OkStatus();
 }
@@ -368,7 +385,7 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::LoadAttempts(const std::str
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
                "SELECT number, state, start_ms, end_ms, reason, resumed_from_step, interrupted, "
-               "workers FROM attempts WHERE job_id = ?1 ORDER BY number");
+               "workers, run_end FROM attempts WHERE job_id = ?1 ORDER BY number");
   if (!st.ok()) return st.Error("prepare attempt read");
   st.Bind(1, job_id);
   std::vector<AttemptRecord> attempts;
@@ -390,6 +407,7 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::LoadAttempts(const std::str
             {w.value("rank", 0), w.value("pid", 0), w.value("start_ticks", int64_t{0})});
       }
     }
+    a.run_end = ParseRunEnd(st.Text(8));
     attempts.push_back(std::move(a));
   }
   if (rc != SQLITE_DONE) return st.Error("read attempts");

@@ -58,8 +58,16 @@ TEST(JobStore, JobsAndAttemptsSurviveReopen) {
     ASSERT_TRUE((*store)->UpdateJob(job).ok());
     JobRecord missing = SampleJob("nope");
     EXPECT_EQ((*store)->UpdateJob(missing).code(), absl::StatusCode::kNotFound);
-    AttemptRecord attempt{
-        "a1", 2, JobState::kRunning, 5, 0, "", 200, false, {{0, 1234, 99}, {1, 1235, 100}}};
+    AttemptRecord attempt{"a1",
+                          2,
+                          JobState::kRunning,
+                          5,
+                          0,
+                          "",
+                          200,
+                          false,
+                          RunEnd::kUnknown,
+                          {{0, 1234, 99}, {1, 1235, 100}}};
     ASSERT_TRUE((*store)->PutAttempt(attempt).ok());
     attempt.number = 1;
     attempt.state = JobState::kFailed;
@@ -167,30 +175,38 @@ TEST(JobStore, KillLosesNothingAcknowledged) {
   EXPECT_EQ(*(*store)->AppendEvent("k", 0, "state", "{}"), last + 1);
 }
 
+// Runs SQL on a closed store file, as an older or newer matbertd would have left it.
+void RunSql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+// A version-1 file: attempts without run_end; a finished run's end in a summary event.
+void MakeVersionOne(const std::string& path, int version = 1) {
+  RunSql(path, absl::StrCat("ALTER TABLE attempts DROP COLUMN run_end; PRAGMA user_version = ",
+                            version, ";"));
+}
+
 TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   const std::string path = TempDb("versions.db");
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 1);
+    EXPECT_EQ((*store)->SchemaVersion(), 2);
     ASSERT_TRUE((*store)->InsertJob(SampleJob("v1")).ok());
     ASSERT_TRUE((*store)->AppendEvent("v1", 5, "state", "{\"state\":\"QUEUED\"}").ok());
   }
-  auto set_version = [&](int version) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, absl::StrCat("PRAGMA user_version = ", version).c_str(), nullptr,
-                           nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
-  };
-  // A file written before versions were recorded (user_version 0) opens, keeps its jobs and
-  // events, and is stamped with the current version.
-  set_version(0);
+  // A file written before versions were recorded (user_version 0, the version-1 layout)
+  // opens, keeps its jobs and events, and is stamped with the current version.
+  MakeVersionOne(path, 0);
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 1);
+    EXPECT_EQ((*store)->SchemaVersion(), 2);
     auto job = (*store)->LoadJobs();
     ASSERT_TRUE(job.ok());
     ASSERT_EQ(job->size(), 1u);
@@ -199,13 +215,58 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   }
   // A file from a newer matbertd is refused, naming the file and both versions, and left as
   // it was.
-  set_version(7);
+  RunSql(path, "PRAGMA user_version = 7;");
   auto newer = JobStore::Open(path);
   ASSERT_FALSE(newer.ok());
   EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(newer.status().message().find(path), std::string::npos) << newer.status();
   EXPECT_NE(newer.status().message().find("schema version 7 is newer"), std::string::npos);
-  EXPECT_NE(newer.status().message().find("(1)"), std::string::npos);
+  EXPECT_NE(newer.status().message().find("(2)"), std::string::npos);
+}
+
+TEST(JobStore, VersionTwoTakesEachAttemptsRunEndFromItsSummaryEvent) {
+  const std::string path = TempDb("run_end.db");
+  {
+    auto store = std::move(*JobStore::Open(path));
+    ASSERT_TRUE(store->InsertJob(SampleJob("m")).ok());
+    for (int n : {1, 2, 3}) {
+      AttemptRecord a;
+      a.job_id = "m";
+      a.number = n;
+      ASSERT_TRUE(store->PutAttempt(a).ok());
+    }
+    // Attempt 1 was stopped by a signal, attempt 2 completed (its later summary wins over an
+    // earlier one), attempt 3 never said.
+    auto summary = [&](int attempt, int stopped) {
+      ASSERT_TRUE(
+          store
+              ->AppendEvent(
+                  "m", 1, "metrics",
+                  absl::StrCat(R"({"attempt":)", attempt,
+                               R"(,"kind":"summary","step":9,"values":{"stopped":)", stopped, "}}"))
+              .ok());
+    };
+    summary(1, 1);
+    summary(2, 1);
+    summary(2, 0);
+    ASSERT_TRUE(
+        store
+            ->AppendEvent("m", 1, "metrics", R"({"attempt":3,"kind":"train","step":9,"values":{}})")
+            .ok());
+  }
+  MakeVersionOne(path);
+  auto store = JobStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::vector<AttemptRecord> attempts = *(*store)->LoadAttempts("m");
+  ASSERT_EQ(attempts.size(), 3u);
+  EXPECT_EQ(attempts[0].run_end, RunEnd::kStopped);
+  EXPECT_EQ(attempts[1].run_end, RunEnd::kCompleted);
+  EXPECT_EQ(attempts[2].run_end, RunEnd::kUnknown);
+  // And the column is written from now on.
+  AttemptRecord a = attempts[2];
+  a.run_end = RunEnd::kCompleted;
+  ASSERT_TRUE((*store)->PutAttempt(a).ok());
+  EXPECT_EQ((*(*store)->LoadAttempts("m"))[2].run_end, RunEnd::kCompleted);
 }
 
 TEST(JobStore, OpenNamesTheFileItCannotOpen) {

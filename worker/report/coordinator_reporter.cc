@@ -13,6 +13,7 @@
 #include "common/status_macros.h"
 #include "matbert/v1/worker_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "proto/metrics_convert.h"
 
 namespace matbert {
 namespace {
@@ -179,35 +180,24 @@ void CoordinatorReporter::Start(std::atomic<bool>* stop) {
 }
 
 void CoordinatorReporter::OnRecord(const std::string& json_line) {
-  Json record = Json::parse(json_line, nullptr, false);
-  if (!record.is_object()) return;
-  const std::string kind = record.value("kind", "");
-  const int64_t step = record.value("step", int64_t{0});
   Message message;
-  if (kind == "checkpoint") {
-    v1::AnnounceCheckpointRequest request;
-    *request.mutable_worker() = impl_->id;
-    request.mutable_checkpoint()->set_step(step);
-    request.mutable_checkpoint()->set_path(record.value("path", ""));
-    message = std::move(request);
-  } else {
+  std::string kind;
+  int64_t step = 0;
+  if (std::optional<MetricsRecord> record = ParseMetricsLine(json_line)) {
+    kind = record->kind;
+    step = record->step;
     v1::ReportMetricsRequest request;
     *request.mutable_worker() = impl_->id;
-    v1::Metrics* metrics = request.add_records();
-    metrics->set_kind(kind);
-    metrics->set_step(step);
-    for (const auto& [key, value] : record.items()) {
-      if (value.is_number()) {
-        (*metrics->mutable_values())[key] = value.get<double>();
-      } else if (value.is_boolean()) {
-        (*metrics->mutable_values())[key] = value.get<bool>() ? 1 : 0;
-      } else if (value.is_object()) {  // e.g. summary.seconds_per_step.forward
-        for (const auto& [inner, v] : value.items()) {
-          if (v.is_number()) (*metrics->mutable_values())[key + "." + inner] = v.get<double>();
-        }
-      }
-    }
-    metrics->mutable_values()->erase("step");
+    ToProto(*record, request.add_records());
+    message = std::move(request);
+  } else {
+    // Not metrics: a checkpoint announcement, or nothing to report.
+    const Json line = Json::parse(json_line, nullptr, false);
+    if (!line.is_object() || line.value("kind", "") != "checkpoint") return;
+    v1::AnnounceCheckpointRequest request;
+    *request.mutable_worker() = impl_->id;
+    request.mutable_checkpoint()->set_step(line.value("step", int64_t{0}));
+    request.mutable_checkpoint()->set_path(line.value("path", ""));
     message = std::move(request);
   }
   {
@@ -218,11 +208,13 @@ void CoordinatorReporter::OnRecord(const std::string& json_line) {
   impl_->cv.notify_all();
 }
 
-void CoordinatorReporter::Finish(int exit_code, const std::string& message, double timeout_s) {
+void CoordinatorReporter::Finish(int exit_code, const std::string& message, RunEnd run_end,
+                                 double timeout_s) {
   v1::ReportExitRequest request;
   *request.mutable_worker() = impl_->id;
   request.set_exit_code(exit_code);
   request.set_message(message);
+  request.set_run_end(ToProto(run_end));
   std::unique_lock<std::mutex> lock(impl_->mu);
   if (impl_->done) return;
   impl_->queue.push_back(std::move(request));

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/worker_report.h"
 
 namespace matbert {
 
@@ -29,8 +30,9 @@ class CoordinatorReporter {
   void Start(std::atomic<bool>* stop);
   // One line of metrics.jsonl (a JSON object). Thread-safe.
   void OnRecord(const std::string& json_line);
-  // Queues ReportExit and waits up to `timeout_s` for everything queued to be delivered.
-  void Finish(int exit_code, const std::string& message, double timeout_s);
+  // Queues ReportExit (with how rank 0's run ended) and waits up to `timeout_s` for
+  // everything queued to be delivered.
+  void Finish(int exit_code, const std::string& message, RunEnd run_end, double timeout_s);
 
   struct Impl;
 
