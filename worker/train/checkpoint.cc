@@ -40,6 +40,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, 
   }
   trainer_state["format_version"] = kCheckpointFormatVersion;
   trainer_state["step"] = step;
+  trainer_state["torch_cpu_rng"] = CpuRngState();  // so that a resumed run draws the same
   RETURN_IF_ERROR(
       WriteFileAtomically(staging.path() + "/trainer_state.json", trainer_state.dump(2) + "\n"));
   RETURN_IF_ERROR(staging.Commit());
@@ -121,6 +122,10 @@ absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
     } catch (const c10::Error& e) {
       return absl::DataLossError(
           absl::StrCat(optimizer_path, ": cannot load: ", e.what_without_backtrace()));
+    }
+    // Resuming training: the random draws continue where the checkpointed run was.
+    if (state.contains("torch_cpu_rng") && state["torch_cpu_rng"].is_string()) {
+      RETURN_IF_ERROR(SetCpuRngState(state["torch_cpu_rng"].get<std::string>(), state_path));
     }
   }
   return state;

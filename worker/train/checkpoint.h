@@ -22,7 +22,8 @@ namespace matbert {
 
 inline constexpr int kCheckpointFormatVersion = 1;
 
-// Writes checkpoint `step` (trainer_state gets format_version and step added), then removes
+// Writes checkpoint `step` (trainer_state gets format_version, step and the CPU generator's
+// state added), then removes
 // all but the newest `keep`. Returns the checkpoint's directory.
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, int64_t step,
                                             BertForMatrixRegression& model,
@@ -34,8 +35,9 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, 
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& checkpoints_dir,
                                               int64_t load_step);
 
-// Loads weights into `model` (and optimizer state when `optimizer` is not null) and returns
-// trainer_state.json. Any missing, corrupt or mismatching file is an error naming it.
+// Loads weights into `model` (and, to resume training, when `optimizer` is not null: its
+// state and the CPU generator's) and returns trainer_state.json. Any missing, corrupt or
+// mismatching file is an error naming it.
 absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
                                               BertForMatrixRegression& model,
                                               torch::optim::Optimizer* optimizer);

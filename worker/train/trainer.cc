@@ -65,6 +65,12 @@ std::vector<torch::optim::OptimizerParamGroup> ParamGroups(BertForMatrixRegressi
   return groups;
 }
 
+void SetLearningRate(torch::optim::AdamW& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
@@ -104,10 +110,6 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                      ResolveCheckpoint(checkpoints_dir, *spec.checkpoint.load_step));
     ASSIGN_OR_RETURN(Json state, LoadCheckpoint(dir, model, &optimizer));
     start_step = state["step"].get<int64_t>();
-    if (state.contains("torch_cpu_rng")) {
-      RETURN_IF_ERROR(
-          SetCpuRngState(state["torch_cpu_rng"].get<std::string>(), dir + "/trainer_state.json"));
-    }
     if (start_step >= t.steps) {
       return absl::InvalidArgumentError(absl::StrCat("checkpoint ", dir, " is at step ", start_step,
                                                      ", at or past training.steps = ", t.steps));
@@ -146,29 +148,30 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> source,
                    MakeBatchSource(spec, dist.rank, dist.world_size));
   Prefetcher prefetcher(std::move(source), {start_step + 1, 0}, t.grad_accum);
-  MetricsLog metrics(leader ? RunMetricsPath(options.run_dir) : "/dev/null",
-                     leader ? options.on_record : nullptr);
-  if (!metrics.ok())
+  MetricsLog metrics_file(leader ? RunMetricsPath(options.run_dir) : "/dev/null",
+                          leader ? options.on_record : nullptr);
+  if (!metrics_file.ok())
     return absl::InternalError(absl::StrCat("cannot append to ", RunMetricsPath(options.run_dir)));
+  ProgressLog progress(&metrics_file,
+                       {.start_step = start_step,
+                        .total_steps = t.steps,
+                        .tokens_per_step = int64_t{t.batch_size} * spec.SequenceLength() *
+                                           t.grad_accum * dist.world_size,
+                        .rank = dist.rank,
+                        .world_size = dist.world_size,
+                        .quiet = options.quiet});
   if (cuda && bf16) compat::SetCudaAutocastBf16(true);
 
-  const int64_t tokens_per_step =
-      int64_t{t.batch_size} * spec.SequenceLength() * t.grad_accum * dist.world_size;
   TrainResult result;
   result.eval_rmse = std::numeric_limits<double>::quiet_NaN();
   Json last_eval;
-  double window_loss = 0, window_seconds = 0;
-  int64_t window_steps = 0;
   double time_forward = 0, time_backward = 0, time_optimizer = 0, time_exposed_comm = 0;
-  const auto run_start = Clock::now();
   model->train();
 
   for (int64_t step = start_step + 1; step <= t.steps; ++step) {
     const auto step_start = Clock::now();
     const double lr = LearningRate(t, step);
-    for (auto& group : optimizer.param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    }
+    SetLearningRate(optimizer, lr);
     optimizer.zero_grad();
     if (comm) comm->Heartbeat(step);
     double step_loss = 0;  // this rank's share of the global mean loss
@@ -219,70 +222,27 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                                               step_loss,
                                               " (try a lower training.lr or clip_grad_norm)"));
     }
-    const double step_seconds = Seconds(step_start, Clock::now());
-    window_loss += step_loss;
-    window_seconds += step_seconds;
-    ++window_steps;
+    progress.Step(step_loss, Seconds(step_start, Clock::now()));
     result.last_step = step;
     result.final_loss = step_loss;
 
-    if (leader && (step % t.log_every == 0 || step == t.steps || stopping)) {
-      const double elapsed = Seconds(run_start, Clock::now());
-      const double tokens_per_second =
-          window_seconds > 0 ? tokens_per_step * window_steps / window_seconds : 0;
-      const double eta = elapsed / (step - start_step) * (t.steps - step);
-      const double mean_loss = window_loss / window_steps;
-      metrics.Write({{"kind", "train"},
-                     {"step", step},
-                     {"total_steps", t.steps},
-                     {"loss", mean_loss},
-                     {"grad_norm", grad_norm},
-                     {"lr", lr},
-                     {"tokens_per_second", tokens_per_second},
-                     {"elapsed_seconds", elapsed},
-                     {"eta_seconds", eta},
-                     {"rank", dist.rank},
-                     {"world_size", dist.world_size}});
-      if (!options.quiet) {
-        absl::FPrintF(
-            stderr, "step %d/%d | loss %.5f | grad-norm %.3f | lr %.3g | %.0f tok/s | ETA %s\n",
-            step, t.steps, mean_loss, grad_norm, lr, tokens_per_second, FormatDuration(eta));
-      }
-      window_loss = window_seconds = 0;
-      window_steps = 0;
-    }
-
+    // Log, evaluate, checkpoint: rank 0 alone, each when due (and all at the last step).
+    const bool last = step == t.steps || stopping;
+    if (leader && (step % t.log_every == 0 || last)) progress.Train(step, grad_norm, lr);
     if (leader && ((t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps)) {
-      const double rmse = ModelRmse(model, eval_batches, device);
-      result.eval_rmse = rmse;
-      last_eval = {{"kind", "eval"},
-                   {"step", step},
-                   {"eval_rmse", rmse},
-                   {"baseline_mean_rmse", baselines.mean_rmse},
-                   {"baseline_als_rmse", baselines.als_rmse},
-                   {"eval_entries", baselines.entries},
-                   {"matrix_rank", spec.matrix.r}};
-      metrics.Write(last_eval);
-      if (!options.quiet) {
-        absl::FPrintF(
-            stderr,
-            "eval step %d: masked RMSE %.4f | mean baseline %.4f | ALS rank-%d baseline %.4f\n",
-            step, rmse, baselines.mean_rmse, spec.matrix.r, baselines.als_rmse);
-      }
+      result.eval_rmse = ModelRmse(model, eval_batches, device);
+      last_eval = progress.Eval(step, result.eval_rmse, baselines.mean_rmse, baselines.als_rmse,
+                                baselines.entries, spec.matrix.r);
     }
-
-    const bool checkpoint_due = (spec.checkpoint.every > 0 && step % spec.checkpoint.every == 0) ||
-                                step == t.steps || stopping;
-    if (leader && checkpoint_due) {
-      Json state = {{"torch_cpu_rng", CpuRngState()},
-                    {"total_steps", t.steps},
-                    {"world_size", dist.world_size},
-                    {"loss", step_loss},
-                    {"last_eval", last_eval}};
+    if (leader && ((spec.checkpoint.every > 0 && step % spec.checkpoint.every == 0) || last)) {
+      const Json state = {{"total_steps", t.steps},
+                          {"world_size", dist.world_size},
+                          {"loss", step_loss},
+                          {"last_eval", last_eval}};
       ASSIGN_OR_RETURN(
           result.last_checkpoint,
           WriteCheckpoint(checkpoints_dir, step, model, optimizer, state, spec.checkpoint.keep));
-      metrics.Write({{"kind", "checkpoint"}, {"step", step}, {"path", result.last_checkpoint}});
+      progress.Checkpoint(step, result.last_checkpoint);
     }
     if (stopping) {
       result.stopped = true;
@@ -292,19 +252,19 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   if (leader) {
     const double steps_run = std::max<int64_t>(result.last_step - start_step, 1);
     const double data_wait = prefetcher.wait_seconds();
-    metrics.Write({{"kind", "summary"},
-                   {"step", result.last_step},
-                   {"stopped", result.stopped},
-                   {"seconds_per_step",
-                    {{"data_wait", data_wait / steps_run},
-                     {"data_produce", prefetcher.produce_seconds() / steps_run},
-                     {"forward", time_forward / steps_run},
-                     {"backward", time_backward / steps_run},
-                     {"optimizer", time_optimizer / steps_run},
-                     {"allreduce_exposed", time_exposed_comm / steps_run}}},
-                   {"world_size", dist.world_size},
-                   {"threads", threads},
-                   {"libtorch", compat::LibTorchVersion()}});
+    progress.Write({{"kind", "summary"},
+                    {"step", result.last_step},
+                    {"stopped", result.stopped},
+                    {"seconds_per_step",
+                     {{"data_wait", data_wait / steps_run},
+                      {"data_produce", prefetcher.produce_seconds() / steps_run},
+                      {"forward", time_forward / steps_run},
+                      {"backward", time_backward / steps_run},
+                      {"optimizer", time_optimizer / steps_run},
+                      {"allreduce_exposed", time_exposed_comm / steps_run}}},
+                    {"world_size", dist.world_size},
+                    {"threads", threads},
+                    {"libtorch", compat::LibTorchVersion()}});
   }
   return result;
 }
