@@ -15,6 +15,7 @@ struct SubmitOptions {
   std::string file;                    // job spec (TOML)
   std::vector<std::string> overrides;  // "section.key=value"
   std::optional<std::string> name;     // --name: job.name
+  std::optional<int> nodes;            // --nodes: job.nodes
   std::optional<int> gpus;             // --gpus: job.gpus
   std::optional<int> priority;         // --priority: job.priority
   bool watch = false;                  // follow the job to its end after submitting

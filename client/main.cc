@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   matbert::SubmitOptions submit;
   std::vector<std::string> sets;
   std::optional<std::string> name;
-  std::optional<int> gpus, priority;
+  std::optional<int> nodes, gpus, priority;
   CLI::App* submit_cmd = app.add_subcommand(
       "submit",
       "Validate a job spec here, send it, print the job id.\n"
@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
   submit_cmd->add_option("file", submit.file, "Job spec (TOML)")->required();
   submit_cmd->add_option("--set", sets, "Override: section.key=value (repeatable)");
   submit_cmd->add_option("--name", name, "job.name");
-  submit_cmd->add_option("--gpus", gpus, "job.gpus: devices (GPUs, or CPU slots)");
+  submit_cmd->add_option("--nodes", nodes, "job.nodes: hosts (under matbertd --backend slurm)");
+  submit_cmd->add_option("--gpus", gpus, "job.gpus: devices per node (GPUs, or CPU slots)");
   submit_cmd->add_option("--priority", priority, "job.priority: higher runs first");
   submit_cmd->add_flag("--watch", submit.watch, "Follow the job to its end (like watch)");
   submit_cmd->add_flag("-q,--quiet", submit.quiet, "Print only the job id");
@@ -184,6 +185,7 @@ int main(int argc, char** argv) {
     submit.overrides = sets;
     submit.overrides.insert(submit.overrides.end(), overrides.begin(), overrides.end());
     submit.name = name;
+    submit.nodes = nodes;
     submit.gpus = gpus;
     submit.priority = priority;
     return matbert::RunSubmit(conn, submit);

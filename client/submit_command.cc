@@ -22,6 +22,7 @@ int RunSubmit(Connection& conn, const SubmitOptions& options) {
   }
   if (options.name)
     overrides.push_back({"job.name", absl::StrCat("\"", *options.name, "\""), "--name"});
+  if (options.nodes) overrides.push_back({"job.nodes", absl::StrCat(*options.nodes), "--nodes"});
   if (options.gpus) overrides.push_back({"job.gpus", absl::StrCat(*options.gpus), "--gpus"});
   if (options.priority) {
     overrides.push_back({"job.priority", absl::StrCat(*options.priority), "--priority"});

@@ -1,5 +1,6 @@
 #include "common/dist_env.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/strings/match.h"
@@ -20,9 +21,71 @@ absl::Status ReadInt(const char* name, int* out, bool* seen) {
   return absl::OkStatus();
 }
 
+// The torchrun values from Slurm's, for a rank started by srun.
+absl::StatusOr<DistEnv> ReadSlurmDistEnv() {
+  DistEnv env;
+  bool seen = false;
+  int nodes = 1;
+  for (auto [name, field] : {std::pair{"SLURM_PROCID", &env.rank},
+                             {"SLURM_LOCALID", &env.local_rank},
+                             {"SLURM_NTASKS", &env.world_size},
+                             {"SLURM_NNODES", &nodes}}) {
+    if (absl::Status s = ReadInt(name, field, &seen); !s.ok()) return s;
+  }
+  if (env.world_size < 1 || env.rank >= env.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "SLURM_PROCID must be in 0..SLURM_NTASKS-1 = ", env.world_size - 1, ", got ", env.rank));
+  }
+  // matbertd starts the same number of ranks on every node.
+  env.local_world_size = std::max(1, env.world_size / std::max(1, nodes));
+  if (const char* addr = std::getenv(kEnvMasterAddr); addr != nullptr && *addr) {
+    env.master_addr = addr;
+  } else {
+    const char* list = std::getenv("SLURM_JOB_NODELIST");
+    if (list == nullptr || *list == '\0') list = std::getenv("SLURM_NODELIST");
+    if (list == nullptr || FirstSlurmHost(list).empty()) {
+      return absl::InvalidArgumentError(
+          "SLURM_PROCID is set but SLURM_JOB_NODELIST is not: cannot tell the first node, where "
+          "the ranks meet (set MASTER_ADDR)");
+    }
+    env.master_addr = FirstSlurmHost(list);
+  }
+  if (absl::Status s = ReadInt(kEnvMasterPort, &env.master_port, &seen); !s.ok()) return s;
+  if (std::getenv(kEnvMasterPort) == nullptr) {
+    int job_id = 0;
+    if (absl::Status s = ReadInt("SLURM_JOB_ID", &job_id, &seen); !s.ok()) return s;
+    env.master_port = 20000 + job_id % 20000;
+  }
+  return env;
+}
+
 }  // namespace
 
+std::string FirstSlurmHost(absl::string_view hostlist) {
+  // The first entry: up to the first comma outside brackets.
+  int depth = 0;
+  size_t end = 0;
+  for (; end < hostlist.size(); ++end) {
+    if (hostlist[end] == '[') ++depth;
+    if (hostlist[end] == ']') --depth;
+    if (hostlist[end] == ',' && depth == 0) break;
+  }
+  absl::string_view entry = hostlist.substr(0, end);
+  const size_t open = entry.find('[');
+  if (open == absl::string_view::npos) return std::string(entry);
+  const size_t close = entry.find(']', open);
+  if (close == absl::string_view::npos) return std::string(entry);
+  absl::string_view ranges = entry.substr(open + 1, close - open - 1);
+  const size_t first_end = ranges.find_first_of(",-");
+  return absl::StrCat(entry.substr(0, open), ranges.substr(0, first_end), entry.substr(close + 1));
+}
+
 absl::StatusOr<DistEnv> ReadDistEnv() {
+  const char* rank = std::getenv(kEnvRank);
+  const char* procid = std::getenv("SLURM_PROCID");
+  if ((rank == nullptr || *rank == '\0') && procid != nullptr && *procid != '\0') {
+    return ReadSlurmDistEnv();
+  }
   DistEnv env;
   bool seen = false;
   for (auto [name, field] : {std::pair{kEnvRank, &env.rank},

@@ -59,8 +59,15 @@ std::vector<std::string> RankEnvEntries(const RankEnv& env);
 bool IsRankEnvEntry(absl::string_view entry);
 
 // Reads the torchrun variables; all unset means one rank alone. INVALID_ARGUMENT naming the
-// variable when one is malformed or inconsistent.
+// variable when one is malformed or inconsistent. Without RANK, under `srun` (SLURM_PROCID
+// set), the same values come from Slurm's: SLURM_PROCID, SLURM_LOCALID, SLURM_NTASKS,
+// SLURM_NNODES, and MASTER_ADDR the first node of SLURM_JOB_NODELIST (unless MASTER_ADDR
+// is set), MASTER_PORT 20000 + SLURM_JOB_ID mod 20000 (unless MASTER_PORT is set).
 absl::StatusOr<DistEnv> ReadDistEnv();
+
+// The first host name of a Slurm host list: "node[3-5,9]" → "node3", "gpu-[007-8]-ib,x" →
+// "gpu-007-ib", "a,b" → "a". Empty for an empty list.
+std::string FirstSlurmHost(absl::string_view hostlist);
 
 // Reads MATBERT_*: nullopt when MATBERT_COORDINATOR is unset (run by hand); INVALID_ARGUMENT
 // naming the variable when the others are missing or malformed.

@@ -12,7 +12,9 @@ namespace {
 void SetEnvironment(const std::vector<std::string>& entries) {
   for (const char* name :
        {kEnvRank, kEnvLocalRank, kEnvWorldSize, kEnvLocalWorldSize, kEnvMasterAddr, kEnvMasterPort,
-        kEnvCudaVisibleDevices, kEnvCoordinator, kEnvJobId, kEnvAttempt, kEnvToken, kEnvTlsCa}) {
+        kEnvCudaVisibleDevices, kEnvCoordinator, kEnvJobId, kEnvAttempt, kEnvToken, kEnvTlsCa,
+        "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS", "SLURM_NNODES", "SLURM_JOB_NODELIST",
+        "SLURM_NODELIST", "SLURM_JOB_ID"}) {
     unsetenv(name);
   }
   for (const std::string& entry : entries) {
@@ -59,7 +61,8 @@ TEST(DistEnv, WhatTheDaemonWritesTheWorkerReadsBack) {
 
 TEST(DistEnv, OptionalVariablesAreLeftOutAndByHandMeansNoCoordinator) {
   RankEnv written;
-  written.coordinator = {.address = "127.0.0.1:1", .job_id = "j", .attempt = 1};
+  written.coordinator = {
+      .address = "127.0.0.1:1", .job_id = "j", .attempt = 1, .token = "", .tls_ca = ""};
   for (const std::string& e : RankEnvEntries(written)) {
     EXPECT_NE(e.rfind("MATBERT_TOKEN=", 0), 0u) << e;
     EXPECT_NE(e.rfind("MATBERT_TLS_CA=", 0), 0u) << e;
@@ -88,6 +91,45 @@ TEST(DistEnv, MalformedVariablesAreNamed) {
             "environment variable RANK must be a non-negative integer, got \"x\"");
   SetEnvironment({"RANK=3", "WORLD_SIZE=2"});
   EXPECT_EQ(ReadDistEnv().status().message(), "RANK must be in 0..WORLD_SIZE-1 = 1, got 3");
+}
+
+TEST(DistEnv, UnderSrunTheRanksComeFromSlurmsVariables) {
+  // Rank 3 of 2 nodes × 2 tasks, as srun sets it for `sbatch --nodes=2 --ntasks-per-node=2`.
+  SetEnvironment({"SLURM_PROCID=3", "SLURM_LOCALID=1", "SLURM_NTASKS=4", "SLURM_NNODES=2",
+                  "SLURM_JOB_NODELIST=gpu-[007-008]", "SLURM_JOB_ID=123456"});
+  absl::StatusOr<DistEnv> env = ReadDistEnv();
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->rank, 3);
+  EXPECT_EQ(env->local_rank, 1);
+  EXPECT_EQ(env->world_size, 4);
+  EXPECT_EQ(env->local_world_size, 2);
+  EXPECT_EQ(env->master_addr, "gpu-007");
+  EXPECT_EQ(env->master_port, 20000 + 123456 % 20000);
+  // Explicit torchrun variables win: MASTER_* over the node list, RANK over SLURM_PROCID.
+  setenv("MASTER_ADDR", "10.0.0.9", 1);
+  setenv("MASTER_PORT", "29600", 1);
+  env = ReadDistEnv();
+  EXPECT_EQ(env->master_addr, "10.0.0.9");
+  EXPECT_EQ(env->master_port, 29600);
+  setenv("RANK", "0", 1);
+  setenv("WORLD_SIZE", "1", 1);
+  EXPECT_EQ(ReadDistEnv()->rank, 0);
+  SetEnvironment({"SLURM_PROCID=4", "SLURM_NTASKS=4", "SLURM_JOB_NODELIST=n1"});
+  EXPECT_EQ(ReadDistEnv().status().message(),
+            "SLURM_PROCID must be in 0..SLURM_NTASKS-1 = 3, got 4");
+  SetEnvironment({"SLURM_PROCID=0", "SLURM_NTASKS=2"});
+  EXPECT_NE(ReadDistEnv().status().message().find("SLURM_JOB_NODELIST"), std::string::npos);
+  SetEnvironment({});
+}
+
+TEST(DistEnv, FirstSlurmHostOfAHostList) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"node1", "node1"},       {"node1,node2", "node1"},
+      {"node[1-2]", "node1"},   {"node[3-5,9]", "node3"},
+      {"node[9,3-5]", "node9"}, {"gpu-[007-008]-ib,x", "gpu-007-ib"},
+      {"a[1-2],b[3-4]", "a1"},  {"", ""},
+  };
+  for (const auto& [list, first] : cases) EXPECT_EQ(FirstSlurmHost(list), first) << list;
 }
 
 }  // namespace

@@ -134,6 +134,7 @@ const std::vector<KeyDef>& Keys() {
     std::vector<KeyDef> k = {
         String("job", "name", &J::job, &JobSection::name),
         String("job", "kind", &J::job, &JobSection::kind, {"train", "generate"}),
+        Int("job", "nodes", &J::job, &JobSection::nodes, 1, 1024),
         Int("job", "gpus", &J::job, &JobSection::gpus, 1, 1024),
         Int("job", "priority", &J::job, &JobSection::priority, -1000, 1000),
         Int("job", "max_restarts", &J::job, &JobSection::max_restarts, 0, 100),

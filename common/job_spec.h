@@ -19,7 +19,8 @@ namespace matbert {
 struct JobSection {
   std::string name;            // defaults to the spec file's stem
   std::string kind = "train";  // "train" | "generate"
-  int gpus = 1;                // devices: GPUs, or CPU slots/ranks on a host without GPUs
+  int nodes = 1;               // hosts (more than 1 under matbertd --backend slurm)
+  int gpus = 1;                // devices per node: GPUs, or CPU slots/ranks without GPUs
   int priority = 0;            // higher runs first
   int max_restarts = 0;        // retries of a failed attempt
 };

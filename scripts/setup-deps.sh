@@ -27,6 +27,8 @@ packages=(
   liblapacke-dev libopenblas0-openmp
   # independent implementations the tests compare against
   python3-numpy python3-torch python3-toml python3-grpcio python3-grpc-tools python3-protobuf prometheus
+  # the Slurm executor's clients, and the real cluster its tests bring up (tests/slurm_cluster.py)
+  slurm-client slurmctld slurmd munge iproute2 util-linux
   # the virtual environment of --python
   python3-venv
 )

@@ -25,6 +25,7 @@
 #include "server/core/coordinator.h"
 #include "server/core/devices.h"
 #include "server/executor/local_executor.h"
+#include "server/executor/slurm_executor.h"
 #include "server/job_service.h"
 #include "server/metrics/metrics_endpoint.h"
 #include "server/worker_service.h"
@@ -70,6 +71,10 @@ int main(int argc, char** argv) {
   std::string tls_cert, tls_key;
   double metrics_retention = 600;
   std::string log_level = "info";
+  std::string backend = "local";
+  std::string advertise_host;
+  matbert::SlurmOptions slurm;
+  int slurm_max_ranks = 256;
   app.set_config("--config", "", "TOML file with any of these options (listen = \"…\")");
   app.add_option("--listen", listen, "gRPC address (host:port; port 0 picks a free one)")
       ->capture_default_str();
@@ -112,6 +117,25 @@ int main(int argc, char** argv) {
                  "What the log (stderr) shows: trace, debug, info (job state changes), warn "
                  "(failed jobs), error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  app.add_option("--backend", backend,
+                 "Where ranks run: local (this host, matbertd's gang scheduler) or slurm (one "
+                 "Slurm job per attempt, across nodes; Slurm queues and places)")
+      ->check(CLI::IsMember({"local", "slurm"}))
+      ->capture_default_str();
+  app.add_option("--advertise-host", advertise_host,
+                 "Host the ranks dial to reach matbertd; default: the --listen host, or "
+                 "127.0.0.1 when listening on all addresses (under Slurm, give one the nodes "
+                 "reach)");
+  app.add_option("--slurm-partition", slurm.partition, "sbatch --partition (default: Slurm's)");
+  app.add_option("--slurm-account", slurm.account, "sbatch --account");
+  app.add_option("--slurm-sbatch-arg", slurm.sbatch_args,
+                 "One more sbatch option, e.g. --slurm-sbatch-arg=--time=04:00:00 (repeatable)");
+  app.add_flag("--slurm-gpus", slurm.gpus,
+               "Ask Slurm for job.gpus GPUs per node (--gres=gpu:N); without it ranks are CPU");
+  app.add_option("--slurm-max-ranks", slurm_max_ranks,
+                 "Largest job (nodes x ranks per node) accepted under --backend slurm")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   // The daemon's log: stderr, one line per record with a UTC timestamp and the level.
@@ -170,11 +194,24 @@ int main(int argc, char** argv) {
     port = *free_port;
     listen = absl::StrCat(host, ":", port);
   }
-  const std::string dial_host =
-      host == "0.0.0.0" || host == "[::]" || host.empty() ? "127.0.0.1" : host;
+  const bool any_host = host == "0.0.0.0" || host == "[::]" || host.empty();
+  const bool under_slurm = backend == "slurm";
+  if (under_slurm && advertise_host.empty() &&
+      (any_host || host == "localhost" || host == "127.0.0.1")) {
+    absl::FPrintF(stderr,
+                  "matbertd: --backend slurm: ranks on other nodes cannot reach %s; give "
+                  "--advertise-host with this host's address on the cluster network\n",
+                  any_host ? "127.0.0.1" : host);
+    return 2;
+  }
+  const std::string dial_host = !advertise_host.empty() ? advertise_host
+                                : any_host              ? "127.0.0.1"
+                                                        : host;
 
   absl::StatusOr<std::vector<matbert::DeviceInfo>> devices =
-      matbert::DiscoverDevices(gpus, cpu_slots);
+      under_slurm ? absl::StatusOr<std::vector<matbert::DeviceInfo>>(
+                        matbert::SlurmRankSlots(slurm_max_ranks))
+                  : matbert::DiscoverDevices(gpus, cpu_slots);
   if (!devices.ok()) {
     absl::FPrintF(stderr, "matbertd: %s\n", devices.status().message());
     return 2;
@@ -187,6 +224,9 @@ int main(int argc, char** argv) {
   options.coordinator_address = absl::StrCat(dial_host, ":", port);
   options.spec_root = fs::absolute(spec_root).string();
   options.devices = *devices;
+  // Under Slurm a job spans up to the spec's limit of nodes; sbatch --test-only refuses at
+  // submission what the cluster can never give.
+  options.max_nodes = under_slurm ? 1024 : 1;
   options.max_queued = max_queued;
   options.grace_period_s = grace_period;
   options.heartbeat_timeout_s = heartbeat_timeout;
@@ -204,8 +244,11 @@ int main(int argc, char** argv) {
   if (!metrics_addr.empty()) {
     options.on_scheduled = [&event_metrics](double s) { event_metrics.ObserveScheduling(s); };
   }
-  matbert::LocalExecutor executor;
-  auto coordinator = matbert::Coordinator::Create(options, &executor);
+  matbert::LocalExecutor local_executor;
+  matbert::SlurmExecutor slurm_executor(slurm);
+  matbert::Executor* executor = under_slurm ? static_cast<matbert::Executor*>(&slurm_executor)
+                                            : static_cast<matbert::Executor*>(&local_executor);
+  auto coordinator = matbert::Coordinator::Create(options, executor);
   if (!coordinator.ok()) {
     absl::FPrintF(stderr, "matbertd: %s\n", coordinator.status().message());
     return 1;
@@ -241,7 +284,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string kinds =
-      absl::StrCat(devices->size(), " ", (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
+      under_slurm
+          ? absl::StrCat("Slurm executor (up to ", devices->size(), " ranks a job",
+                         slurm.partition.empty() ? "" : ", partition " + slurm.partition, ")")
+          : absl::StrCat(devices->size(), " ",
+                         (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
   spdlog::info(
       "matbertd {} listening on {}; {}; state in {}{}{}", MATBERT_VERSION, listen, kinds,
       (*coordinator)->options().state_dir,

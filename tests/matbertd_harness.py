@@ -36,7 +36,8 @@ def free_port():
 
 
 def job_processes(job_id, attempt=None):
-    """pids of processes whose environment says they belong to the job (and attempt)."""
+    """pids (and RANK) of matbert-worker processes whose environment says they belong to the
+    job (and attempt): not the launchers around them, such as srun."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -45,8 +46,9 @@ def job_processes(job_id, attempt=None):
             with open(f"/proc/{pid}/environ", "rb") as f:
                 env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
             with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
+                stat = f.read()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z" or "(matbert-worker)" not in stat:
+                continue
         except OSError:
             continue
         if env.get(b"MATBERT_JOB_ID") == job_id.encode() and (
@@ -59,18 +61,20 @@ class Daemon:
     """A matbertd on 127.0.0.1:`port` with 2 CPU slots; set binary/worker/spec_root first."""
     binary = worker = spec_root = None
 
-    def __init__(self, state_dir, port, *extra, tls_ca=None):
+    def __init__(self, state_dir, port, *extra, tls_ca=None, listen_host="127.0.0.1", env=None):
         self.state_dir, self.port, self.extra, self.tls_ca = state_dir, port, extra, tls_ca
+        self.listen_host, self.env = listen_host, env
         self.proc = None
         os.makedirs(state_dir, exist_ok=True)
         self.log = open(os.path.join(state_dir, "matbertd.out"), "ab")
 
     def start(self):
         self.proc = subprocess.Popen(
-            [Daemon.binary, "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state_dir,
+            [Daemon.binary, "--listen", f"{self.listen_host}:{self.port}", "--state-dir",
+             self.state_dir,
              "--gpus", "none", "--cpu-slots", "2", "--worker", Daemon.worker,
              "--spec-root", Daemon.spec_root, *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if self.tls_ca:
             with open(self.tls_ca, "rb") as f:
                 credentials = grpc.ssl_channel_credentials(f.read())

@@ -35,7 +35,23 @@ absl::StatusOr<JobRecord> Admit(const SubmitRequest& request, const std::string&
     return absl::InvalidArgumentError(
         absl::StrCat("grace_period_seconds must be >= 0, got ", request.grace_period_s));
   }
-  if (spec.job.gpus > limits.num_devices) {
+  if (spec.job.nodes > limits.max_nodes) {
+    return absl::InvalidArgumentError(
+        limits.max_nodes == 1
+            ? absl::StrCat(source,
+                           ": job.nodes must be 1 on this server, which runs jobs on its "
+                           "own host (matbertd --backend slurm spreads them over nodes), got ",
+                           spec.job.nodes)
+            : absl::StrCat(source, ": job.nodes must be between 1 and ", limits.max_nodes, ", got ",
+                           spec.job.nodes));
+  }
+  const int64_t ranks = int64_t{spec.job.nodes} * spec.job.gpus;
+  if (limits.device_kind == "slurm" && ranks > limits.num_devices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": job.nodes × job.gpus must be at most ", limits.num_devices,
+                     " ranks (matbertd --slurm-max-ranks), got ", ranks));
+  }
+  if (limits.device_kind != "slurm" && spec.job.gpus > limits.num_devices) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": job.gpus must be between 1 and ", limits.num_devices, " (the ",
                      limits.device_kind == "gpu" ? "GPUs" : "CPU slots", " of this server), got ",
@@ -49,7 +65,8 @@ absl::StatusOr<JobRecord> Admit(const SubmitRequest& request, const std::string&
   job.name = spec.job.name;
   job.kind = spec.job.kind;
   job.priority = spec.job.priority;
-  job.devices_requested = spec.job.gpus;
+  job.nodes = spec.job.nodes;
+  job.devices_requested = static_cast<int>(ranks);
   job.max_restarts = spec.job.max_restarts;
   job.grace_period_s =
       request.grace_period_s > 0 ? request.grace_period_s : limits.default_grace_period_s;

@@ -23,8 +23,9 @@ struct SubmitRequest {
 struct AdmissionLimits {
   std::string spec_root;  // model.arch must resolve inside it
   std::string data_root;  // matrix.dataset and generate.output_dir resolve inside it ("…/")
-  int num_devices = 1;    // devices of the daemon; job.gpus may not exceed it
-  std::string device_kind = "cpu";  // "gpu" | "cpu", for the error message
+  int num_devices = 1;    // devices of the daemon; job.nodes × job.gpus may not exceed it
+  std::string device_kind = "cpu";  // "gpu" | "cpu" | "slurm" (ranks), for the error message
+  int max_nodes = 1;                // hosts a job may span: 1 for the local executor
   int queued = 0;                   // jobs waiting now
   int max_queued = 10000;
   int default_grace_period_s = 30;

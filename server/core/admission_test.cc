@@ -85,6 +85,10 @@ TEST_F(AdmissionTest, RefusalsNameTheKeyAndTheAllowedValues) {
       {{"job.gpus"}, 0, absl::StatusCode::kInvalidArgument, "job.gpus"},
       {{"job.colour=red"}, 0, absl::StatusCode::kInvalidArgument, "job.colour"},
       {{"job.kind=serve"}, 0, absl::StatusCode::kInvalidArgument, "\"train\""},
+      {{"job.nodes=2"},
+       0,
+       absl::StatusCode::kInvalidArgument,
+       "test.toml: job.nodes must be 1 on this server, which runs jobs on its own host"},
   };
   for (const Scenario& s : scenarios) {
     absl::StatusOr<JobRecord> job = Admit(s.overrides, s.grace);
@@ -99,6 +103,21 @@ TEST_F(AdmissionTest, AFullQueueIsResourceExhausted) {
   absl::StatusOr<JobRecord> job = Admit({});
   EXPECT_EQ(job.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(absl::StrContains(job.status().message(), "(--max-queued 3)")) << job.status();
+}
+
+TEST_F(AdmissionTest, UnderSlurmAJobSpansNodesAndItsRanksAreCounted) {
+  limits_.device_kind = "slurm";
+  limits_.num_devices = 8;
+  limits_.max_nodes = 4;
+  absl::StatusOr<JobRecord> job = Admit({"job.nodes=2", "job.gpus=3"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->nodes, 2);
+  EXPECT_EQ(job->devices_requested, 6) << "the world size";
+  EXPECT_EQ(Admit({"job.nodes=5"}).status().message(),
+            "test.toml: job.nodes must be between 1 and 4, got 5");
+  EXPECT_EQ(Admit({"job.nodes=3", "job.gpus=3"}).status().message(),
+            "test.toml: job.nodes × job.gpus must be at most 8 ranks (matbertd --slurm-max-ranks), "
+            "got 9");
 }
 
 }  // namespace

@@ -10,9 +10,9 @@
 namespace matbert {
 namespace {
 
-constexpr ProcessStatus Exited(int code) { return {ProcessStatus::kExited, code}; }
-constexpr ProcessStatus Killed(int signal) { return {ProcessStatus::kSignaled, signal}; }
-constexpr ProcessStatus kGone{ProcessStatus::kGone, 0};
+ProcessStatus Exited(int code) { return {ProcessStatus::kExited, code}; }
+ProcessStatus Killed(int signal) { return {ProcessStatus::kSignaled, signal}; }
+const ProcessStatus kGone{ProcessStatus::kGone, 0};
 
 RankEnd End(int rank, ProcessStatus status) { return {rank, status, false, 0, "", 0}; }
 // A rank that sent ReportExit(code, message) at `at_ms` before it ended.

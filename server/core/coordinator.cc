@@ -152,7 +152,9 @@ absl::StatusOr<JobView> Coordinator::Submit(const SubmitRequest& request) {
   limits.queued = static_cast<int>(scheduler_.queue_size());
   limits.max_queued = options_.max_queued;
   limits.default_grace_period_s = options_.grace_period_s;
+  limits.max_nodes = options_.max_nodes;
   ASSIGN_OR_RETURN(JobRecord job, Admit(request, NewJobId(), limits));
+  RETURN_IF_ERROR(executor_->CheckFits(job.nodes, job.devices_requested / job.nodes));
   job.order = next_order_++;
   job.submit_ms = Now();
 
@@ -371,6 +373,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   if (failure.empty()) {
     Executor::Started started = executor_->Start(plan);
     live->record.workers = std::move(started.workers);
+    live->record.executor_ref = std::move(started.executor_ref);
     if (!started.status.ok()) failure = std::string(started.status.message());
   }
   live->ranks.resize(live->record.workers.size());
@@ -410,7 +413,17 @@ void Coordinator::PollAttempt(JobEntry& entry) {
     RankLive& rank = live.ranks[i];
     if (rank.ended) continue;
     const int number = live.record.workers[i].rank;
-    if (statuses[i].kind == ProcessStatus::kRunning) {
+    if (statuses[i].kind == ProcessStatus::kWaiting) {
+      // Held by the executor's own queue: silence counts from when the rank starts.
+      rank.last_heartbeat_ms = now;
+      if (statuses[i].why != live.waiting && !live.stopping) {
+        live.waiting = statuses[i].why;
+        SetState(entry, JobState::kStarting,
+                 absl::StrCat("attempt ", live.record.number, " waits: ", live.waiting));
+      }
+    }
+    if (statuses[i].kind == ProcessStatus::kRunning ||
+        statuses[i].kind == ProcessStatus::kWaiting) {
       running.push_back({number, rank.registered, rank.last_heartbeat_ms});
       continue;
     }

@@ -22,11 +22,11 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "common/worker_report.h"
 #include "server/core/admission.h"
 #include "server/core/attempt_policy.h"
 #include "server/core/devices.h"
 #include "server/core/event_log.h"
-#include "common/worker_report.h"
 #include "server/executor/executor.h"
 #include "server/scheduler/gang_scheduler.h"
 #include "server/store/job_store.h"
@@ -38,7 +38,9 @@ struct CoordinatorOptions {
   std::string worker_path;                // the matbert-worker executable
   std::string coordinator_address;        // what workers dial: MATBERT_COORDINATOR
   std::string spec_root = ".";            // model.arch of submitted specs resolves here
-  std::vector<DeviceInfo> devices;        // GPUs or CPU slots, all of one kind
+  std::vector<DeviceInfo> devices;        // GPUs or CPU slots, all of one kind; under Slurm,
+                                          // rank slots ("slurm") that Slurm places
+  int max_nodes = 1;                      // hosts a job may span (1: this host alone)
   int max_queued = 10000;                 // SubmitJob beyond this: ResourceExhausted
   int grace_period_s = 30;                // SIGTERM → SIGKILL, when a job does not set one
   int heartbeat_interval_ms = 2000;       // told to workers at Register
@@ -158,6 +160,7 @@ class Coordinator {
     bool killed = false;          // SIGKILL sent
     int64_t kill_at_ms = 0;       // when to send SIGKILL
     std::string failure;          // first cause of failure; empty if none
+    std::string waiting;          // why the executor has not started the ranks yet, if it said
   };
   struct JobEntry {
     JobRecord record;

@@ -302,6 +302,29 @@ TEST_F(CoordinatorTest, ARunStoppedFromOutsideFailsItsJob) {
   EXPECT_EQ(view.attempts[0].run_end, RunEnd::kStopped);
 }
 
+TEST_F(CoordinatorTest, RanksHeldInTheExecutorsQueueAreNotSilent) {
+  auto c = Open();
+  const std::string id = Submit(*c, {"job.max_restarts=0"});
+  c->TickForTest();
+  executor_.status[100] = {ProcessStatus::kWaiting, 0, "Slurm job 7 is PENDING (Resources)"};
+  now_ms_ += 600'000;  // far past the heartbeat timeout
+  c->TickForTest();
+  c->TickForTest();
+  EXPECT_TRUE(executor_.signals.empty()) << "waiting is not silence";
+  const JobView view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kStarting);
+  EXPECT_EQ(States(*c, id), (std::vector<std::string>{"QUEUED", "STARTING", "STARTING"}))
+      << "one state event for the reason, not one per poll";
+  // Once started, silence counts from then.
+  executor_.status[100] = {ProcessStatus::kRunning, 0};
+  now_ms_ += 29'000;
+  c->TickForTest();
+  EXPECT_TRUE(executor_.signals.empty());
+  now_ms_ += 2'000;
+  c->TickForTest();
+  EXPECT_FALSE(executor_.signals.empty());
+}
+
 TEST_F(CoordinatorTest, QueueOrderAndBadSpecs) {
   auto c = Open(1);
   const std::string running = Submit(*c, {});

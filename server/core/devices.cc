@@ -119,4 +119,12 @@ absl::StatusOr<std::vector<DeviceInfo>> DiscoverDevices(const std::string& gpus,
   return devices;
 }
 
+std::vector<DeviceInfo> SlurmRankSlots(int n) {
+  std::vector<DeviceInfo> slots;
+  for (int i = 0; i < n; ++i) {
+    slots.push_back({absl::StrCat("slurm:", i), "slurm", i, "rank placed by Slurm", 0});
+  }
+  return slots;
+}
+
 }  // namespace matbert

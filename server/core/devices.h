@@ -11,8 +11,8 @@
 namespace matbert {
 
 struct DeviceInfo {
-  std::string id;    // "gpu:0", "cpu:3"
-  std::string kind;  // "gpu" | "cpu"
+  std::string id;    // "gpu:0", "cpu:3", "slurm:12"
+  std::string kind;  // "gpu" | "cpu" | "slurm" (a rank Slurm places)
   int index = 0;     // CUDA device index for GPUs, slot number for CPU slots
   std::string name;  // "NVIDIA H100 80GB HBM3", "CPU slot"
   int64_t memory_bytes = 0;
@@ -21,6 +21,10 @@ struct DeviceInfo {
 // `gpus`: "auto" (NVML; none found → CPU slots), "none" (CPU slots), or "0,1,…" (those
 // CUDA indices). `cpu_slots` <= 0 means one slot per core. InvalidArgument names the flag.
 absl::StatusOr<std::vector<DeviceInfo>> DiscoverDevices(const std::string& gpus, int cpu_slots);
+
+// Under the Slurm executor: `n` rank slots, so that matbertd's queue admits any job of up to
+// n ranks at once and Slurm does the placing.
+std::vector<DeviceInfo> SlurmRankSlots(int n);
 
 // GPUs visible through NVML; empty when the library or a driver is missing.
 std::vector<DeviceInfo> NvmlGpus();

@@ -1,5 +1,7 @@
 #include "server/core/rank_plan.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/run_layout.h"
@@ -11,6 +13,7 @@ AttemptPlan PlanAttempt(const JobRecord& job, const RankPlanInput& input) {
   plan.job_id = job.id;
   plan.attempt = input.attempt;
   plan.run_dir = input.run_dir;
+  plan.nodes = std::max(1, job.nodes);
   const std::string spec = RunSpecPath(input.run_dir);
   int world = static_cast<int>(input.devices.size());
   std::vector<std::string> argv;
@@ -29,6 +32,7 @@ AttemptPlan PlanAttempt(const JobRecord& job, const RankPlanInput& input) {
   for (const DeviceInfo& d : input.devices) {
     if (d.kind == "gpu") visible.push_back(std::to_string(d.index));
   }
+  const int per_node = std::max(1, world / plan.nodes);
   for (int rank = 0; rank < world; ++rank) {
     RankLaunch launch;
     launch.rank = rank;
@@ -36,9 +40,9 @@ AttemptPlan PlanAttempt(const JobRecord& job, const RankPlanInput& input) {
     launch.env = input.base_env;
     RankEnv env;
     env.dist = {.rank = rank,
-                .local_rank = rank,
+                .local_rank = rank % per_node,
                 .world_size = world,
-                .local_world_size = world,
+                .local_world_size = per_node,
                 .master_addr = input.master_addr,
                 .master_port = input.master_port};
     env.cuda_visible_devices = absl::StrJoin(visible, ",");

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,6 +28,7 @@ struct AttemptPlan {
   std::string job_id;
   int attempt = 0;
   std::string run_dir;            // the working directory of every rank
+  int nodes = 1;                  // hosts; ranks.size() / nodes ranks on each
   int64_t resumed_from_step = 0;  // 0 = a fresh start
   std::vector<RankLaunch> ranks;  // by rank
 };
@@ -35,14 +37,21 @@ struct AttemptPlan {
 struct ProcessStatus {
   enum Kind {
     kRunning,
+    kWaiting,   // not started yet: the executor's scheduler (Slurm) holds it; why in `why`
     kExited,    // exit code in `code`
     kSignaled,  // signal number in `code`
     kGone,      // not ours to wait for and no longer alive: its exit status is unknown
   };
+  ProcessStatus() = default;
+  ProcessStatus(Kind kind, int code, std::string why = "")
+      : kind(kind), code(code), why(std::move(why)) {}
+
   Kind kind = kRunning;
   int code = 0;
+  std::string why;  // the executor's own words for an end, e.g. Slurm's state; "" = none
 
-  // "exited with code 1", "was killed by signal 9 (Killed)", "ended (exit status unknown)".
+  // `why` when set, else "exited with code 1", "was killed by signal 9 (Killed)",
+  // "ended (exit status unknown)".
   std::string Describe() const;
 };
 
@@ -54,7 +63,8 @@ class Executor {
     // The ranks that started, by rank: those before the first that could not start, too, so
     // that the caller can stop and reap them.
     std::vector<WorkerProcess> workers;
-    absl::Status status;  // not OK: which rank could not start, and why
+    absl::Status status;       // not OK: which rank could not start, and why
+    std::string executor_ref;  // stored with the attempt (AttemptRecord::executor_ref)
   };
   virtual Started Start(const AttemptPlan& plan) = 0;
   // How each of the attempt's workers is, in the order of `attempt.workers`. Non-blocking;
@@ -65,6 +75,13 @@ class Executor {
   // After a restart of matbertd: takes over the attempt's ranks, which may have ended since
   // (Poll then says kGone, or what it can learn).
   virtual absl::Status Adopt(const AttemptRecord& attempt) = 0;
+  // Whether a job of `nodes` × `ranks_per_node` ranks could ever run here; checked at
+  // submission so that it fails then, not by waiting forever. INVALID_ARGUMENT saying why.
+  virtual absl::Status CheckFits(int nodes, int ranks_per_node) {
+    (void)nodes;
+    (void)ranks_per_node;
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace matbert

@@ -17,9 +17,12 @@
 namespace matbert {
 
 std::string ProcessStatus::Describe() const {
+  if (!why.empty()) return why;
   switch (kind) {
     case kRunning:
       return "is running";
+    case kWaiting:
+      return "waits to start";
     case kExited:
       return absl::StrCat("exited with code ", code);
     case kSignaled:

@@ -33,7 +33,8 @@ struct JobRecord {
   std::string kind;  // "train" | "generate"
   JobState state = JobState::kQueued;
   int priority = 0;
-  int devices_requested = 1;
+  int nodes = 1;              // hosts the job's ranks spread over
+  int devices_requested = 1;  // in all: nodes × devices per node (the world size)
   int max_restarts = 0;
   int grace_period_s = 30;                          // SIGTERM → SIGKILL at cancel
   std::string spec_toml;                            // resolved spec
@@ -67,6 +68,9 @@ struct AttemptRecord {
   // How rank 0 said the run ended, in its ReportExit (kept across a restart of matbertd).
   RunEnd run_end = RunEnd::kUnknown;
   std::vector<WorkerProcess> workers;
+  // What the executor needs to find the attempt again after a restart ("" for the local
+  // executor, whose ranks are `workers`; the Slurm job id for Slurm's).
+  std::string executor_ref;
 };
 
 struct EventRecord {

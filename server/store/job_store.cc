@@ -12,10 +12,10 @@ namespace {
 using Json = nlohmann::json;
 
 // The layout below, with the event payloads of server/core/event_payload.h, is schema
-// version 2 (PRAGMA user_version). A file of version 0 is one written before versions were
+// version 3 (PRAGMA user_version). A file of version 0 is one written before versions were
 // recorded. Each version adds a migration to kMigrations; a file newer than this build is
 // refused, never rewritten.
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   failure TEXT NOT NULL,
   devices TEXT NOT NULL,
   attempts INTEGER NOT NULL,
-  cancel_requested INTEGER NOT NULL
+  cancel_requested INTEGER NOT NULL,
+  nodes INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS attempts (
   job_id TEXT NOT NULL,
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS attempts (
   interrupted INTEGER NOT NULL,
   workers TEXT NOT NULL,
   run_end TEXT NOT NULL DEFAULT '',
+  executor_ref TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, number)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -134,6 +136,11 @@ UPDATE attempts SET run_end = COALESCE((
     AND json_extract(e.payload, '$.kind') = 'summary'
     AND json_extract(e.payload, '$.attempt') = attempts.number
   ORDER BY e.seq DESC LIMIT 1), '');
+)sql",
+    // Version 2 -> 3: jobs span nodes (Slurm executor); attempts remember the executor's id.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE attempts ADD COLUMN executor_ref TEXT NOT NULL DEFAULT '';
 )sql"};
 
 }  // namespace
@@ -223,15 +230,15 @@ absl::Status JobStore::WriteJob(const JobRecord& job, bool insert) {
   Statement st(db_, insert ? "INSERT INTO jobs (id, ord, name, kind, state, priority, "
                              "devices_requested, max_restarts, grace_period_s, spec_toml, "
                              "submit_ms, start_ms, end_ms, step, total_steps, loss, failure, "
-                             "devices, attempts, cancel_requested) VALUES (?1, ?2, ?3, ?4, ?5, "
-                             "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-                             "?19, ?20)"
+                             "devices, attempts, cancel_requested, nodes) VALUES (?1, ?2, ?3, ?4, "
+                             "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+                             "?19, ?20, ?21)"
                            : "UPDATE jobs SET ord = ?2, name = ?3, kind = ?4, state = ?5, "
                              "priority = ?6, devices_requested = ?7, max_restarts = ?8, "
                              "grace_period_s = ?9, spec_toml = ?10, submit_ms = ?11, "
                              "start_ms = ?12, end_ms = ?13, step = ?14, total_steps = ?15, "
                              "loss = ?16, failure = ?17, devices = ?18, attempts = ?19, "
-                             "cancel_requested = ?20 WHERE id = ?1");
+                             "cancel_requested = ?20, nodes = ?21 WHERE id = ?1");
   if (!st.ok()) return st.Error("prepare job write");
   st.Bind(1, job.id);
   st.Bind(2, job.order);
@@ -257,6 +264,7 @@ absl::Status JobStore::WriteJob(const JobRecord& job, bool insert) {
   st.Bind(18, Json(job.devices).dump());
   st.Bind(19, int64_t{job.attempts});
   st.Bind(20, int64_t{job.cancel_requested});
+  st.Bind(21, int64_t{job.nodes});
   const int rc = st.Step();
   if (rc == SQLITE_CONSTRAINT) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job.id, " already exists"));
@@ -276,8 +284,8 @@ absl::Status JobStore::PutAttempt(const AttemptRecord& attempt) {
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
                "INSERT OR REPLACE INTO attempts (job_id, number, state, start_ms, end_ms, "
-               "reason, resumed_from_step, interrupted, workers, run_end) VALUES (?1, ?2, ?3, "
-               "?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+               "reason, resumed_from_step, interrupted, workers, run_end, executor_ref) VALUES "
+               "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
   if (!st.ok()) return st.Error("prepare attempt write");
   st.Bind(1, attempt.job_id);
   st.Bind(2, int64_t{attempt.number});
@@ -289,6 +297,7 @@ absl::Status JobStore::PutAttempt(const AttemptRecord& attempt) {
   st.Bind(8, int64_t{attempt.interrupted});
   st.Bind(9, workers.dump());
   st.Bind(10, std::string(RunEndName(attempt.run_end)));
+  st.Bind(11, attempt.executor_ref);
   if (st.Step() != SQLITE_DONE) return st.Error("write attempt");
   return absl::OkStatus();
 }
@@ -348,7 +357,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadJobs() const {
   Statement st(db_,
                "SELECT id, ord, name, kind, state, priority, devices_requested, max_restarts, "
                "grace_period_s, spec_toml, submit_ms, start_ms, end_ms, step, total_steps, loss, "
-               "failure, devices, attempts, cancel_requested FROM jobs ORDER BY ord");
+               "failure, devices, attempts, cancel_requested, nodes FROM jobs ORDER BY ord");
   if (!st.ok()) return st.Error("prepare job read");
   std::vector<JobRecord> jobs;
   int rc;
@@ -375,6 +384,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadJobs() const {
     job.devices = ParseIntList(st.Text(17));
     job.attempts = static_cast<int>(st.Int(18));
     job.cancel_requested = st.Int(19) != 0;
+    job.nodes = static_cast<int>(st.Int(20));
     jobs.push_back(std::move(job));
   }
   if (rc != SQLITE_DONE) return st.Error("read jobs");
@@ -385,7 +395,7 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::LoadAttempts(const std::str
   std::lock_guard<std::mutex> lock(mu_);
   Statement st(db_,
                "SELECT number, state, start_ms, end_ms, reason, resumed_from_step, interrupted, "
-               "workers, run_end FROM attempts WHERE job_id = ?1 ORDER BY number");
+               "workers, run_end, executor_ref FROM attempts WHERE job_id = ?1 ORDER BY number");
   if (!st.ok()) return st.Error("prepare attempt read");
   st.Bind(1, job_id);
   std::vector<AttemptRecord> attempts;
@@ -408,6 +418,7 @@ absl::StatusOr<std::vector<AttemptRecord>> JobStore::LoadAttempts(const std::str
       }
     }
     a.run_end = ParseRunEnd(st.Text(8));
+    a.executor_ref = st.Text(9);
     attempts.push_back(std::move(a));
   }
   if (rc != SQLITE_DONE) return st.Error("read attempts");

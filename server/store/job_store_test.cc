@@ -30,6 +30,7 @@ JobRecord SampleJob(const std::string& id) {
   job.name = "bert_" + id;
   job.kind = "train";
   job.priority = 3;
+  job.nodes = 2;
   job.devices_requested = 2;
   job.max_restarts = 1;
   job.grace_period_s = 7;
@@ -67,7 +68,8 @@ TEST(JobStore, JobsAndAttemptsSurviveReopen) {
                           200,
                           false,
                           RunEnd::kUnknown,
-                          {{0, 1234, 99}, {1, 1235, 100}}};
+                          {{0, 1234, 99}, {1, 1235, 100}},
+                          "slurm-77"};
     ASSERT_TRUE((*store)->PutAttempt(attempt).ok());
     attempt.number = 1;
     attempt.state = JobState::kFailed;
@@ -85,6 +87,7 @@ TEST(JobStore, JobsAndAttemptsSurviveReopen) {
   EXPECT_EQ(job.name, "bert_a1");
   EXPECT_EQ(job.state, JobState::kRunning);
   EXPECT_EQ(job.priority, 3);
+  EXPECT_EQ(job.nodes, 2);
   EXPECT_EQ(job.devices_requested, 2);
   EXPECT_EQ(job.max_restarts, 1);
   EXPECT_EQ(job.grace_period_s, 7);
@@ -109,6 +112,7 @@ TEST(JobStore, JobsAndAttemptsSurviveReopen) {
   ASSERT_EQ((*attempts)[1].workers.size(), 2u);
   EXPECT_EQ((*attempts)[1].workers[1].pid, 1235);
   EXPECT_EQ((*attempts)[1].workers[1].start_ticks, 100);
+  EXPECT_EQ((*attempts)[1].executor_ref, "slurm-77");
 }
 
 TEST(JobStore, EventsAreNumberedPerJobAndDeduplicated) {
@@ -185,9 +189,12 @@ void RunSql(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
-// A version-1 file: attempts without run_end; a finished run's end in a summary event.
+// A version-1 file: attempts without run_end (a finished run's end is in a summary event)
+// or executor_ref, jobs without nodes.
 void MakeVersionOne(const std::string& path, int version = 1) {
-  RunSql(path, absl::StrCat("ALTER TABLE attempts DROP COLUMN run_end; PRAGMA user_version = ",
+  RunSql(path, absl::StrCat("ALTER TABLE attempts DROP COLUMN run_end; ALTER TABLE attempts "
+                            "DROP COLUMN executor_ref; ALTER TABLE jobs DROP COLUMN nodes; "
+                            "PRAGMA user_version = ",
                             version, ";"));
 }
 
@@ -196,7 +203,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 2);
+    EXPECT_EQ((*store)->SchemaVersion(), 3);
     ASSERT_TRUE((*store)->InsertJob(SampleJob("v1")).ok());
     ASSERT_TRUE((*store)->AppendEvent("v1", 5, "state", "{\"state\":\"QUEUED\"}").ok());
   }
@@ -206,7 +213,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 2);
+    EXPECT_EQ((*store)->SchemaVersion(), 3);
     auto job = (*store)->LoadJobs();
     ASSERT_TRUE(job.ok());
     ASSERT_EQ(job->size(), 1u);
@@ -221,7 +228,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(newer.status().message().find(path), std::string::npos) << newer.status();
   EXPECT_NE(newer.status().message().find("schema version 7 is newer"), std::string::npos);
-  EXPECT_NE(newer.status().message().find("(2)"), std::string::npos);
+  EXPECT_NE(newer.status().message().find("(3)"), std::string::npos);
 }
 
 TEST(JobStore, VersionTwoTakesEachAttemptsRunEndFromItsSummaryEvent) {
@@ -262,11 +269,14 @@ TEST(JobStore, VersionTwoTakesEachAttemptsRunEndFromItsSummaryEvent) {
   EXPECT_EQ(attempts[0].run_end, RunEnd::kStopped);
   EXPECT_EQ(attempts[1].run_end, RunEnd::kCompleted);
   EXPECT_EQ(attempts[2].run_end, RunEnd::kUnknown);
-  // And the column is written from now on.
+  EXPECT_EQ((*(*store)->LoadJobs())[0].nodes, 1) << "version 3: jobs from before span 1 node";
+  // And the columns are written from now on.
   AttemptRecord a = attempts[2];
   a.run_end = RunEnd::kCompleted;
+  a.executor_ref = "4242";
   ASSERT_TRUE((*store)->PutAttempt(a).ok());
   EXPECT_EQ((*(*store)->LoadAttempts("m"))[2].run_end, RunEnd::kCompleted);
+  EXPECT_EQ((*(*store)->LoadAttempts("m"))[2].executor_ref, "4242");
 }
 
 TEST(JobStore, OpenNamesTheFileItCannotOpen) {

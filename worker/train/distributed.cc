@@ -1,5 +1,11 @@
 #include "worker/train/distributed.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <thread>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -13,6 +19,47 @@ namespace matbert {
 namespace {
 
 constexpr char kPrefix[] = "matbert/";
+
+// The local IPv4 address the kernel would send from to reach `host` (no packet is sent): the
+// one on the network the peers share, not whatever this host's name resolves to (often
+// 127.0.0.1). Empty when it cannot tell.
+std::string LocalAddressTowards(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return "";
+  std::string local;
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) == 0) {
+    sockaddr_in self{};
+    socklen_t len = sizeof(self);
+    char text[INET_ADDRSTRLEN];
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len) == 0 &&
+        ::inet_ntop(AF_INET, &self.sin_addr, text, sizeof(text)) != nullptr) {
+      local = text;
+    }
+  }
+  if (fd >= 0) ::close(fd);
+  freeaddrinfo(found);
+  return local;
+}
+
+// The Gloo device of this rank: GLOO_SOCKET_IFNAME's interface when set, else the address
+// that routes to MASTER_ADDR. Returns what the peers dial, for the log.
+std::shared_ptr<::gloo::transport::Device> GlooDevice(const DistEnv& env, std::string* address) {
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname != nullptr && *ifname) {
+    *address = absl::StrCat("interface ", ifname);
+    return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  }
+  const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
+  *address = loopback ? "127.0.0.1" : LocalAddressTowards(env.master_addr, env.master_port);
+  if (address->empty()) {
+    *address = "the address of this host's name";
+    return c10d::ProcessGroupGloo::createDefaultDevice();
+  }
+  return c10d::ProcessGroupGloo::createDeviceForHostname(*address);
+}
 
 }  // namespace
 
@@ -92,10 +139,12 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Connect(const DistEn
   try {
     auto options = c10d::ProcessGroupGloo::Options::create(
         std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
-    const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
-    options->devices.push_back(loopback
-                                   ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                   : c10d::ProcessGroupGloo::createDefaultDevice());
+    std::string address;
+    options->devices.push_back(GlooDevice(env, &address));
+    if (env.world_size > 1 && env.master_addr != "127.0.0.1" && env.master_addr != "localhost") {
+      fprintf(stderr, "rank %d of %d: collectives over %s (store at %s)\n", env.rank,
+              env.world_size, address.c_str(), where.c_str());
+    }
     options->threads = 2;
     auto group =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, options);

@@ -1,0 +1,215 @@
+#include "server/executor/slurm_executor.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/dist_env.h"
+#include "common/file_util.h"
+#include "server/executor/command.h"
+
+namespace matbert {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// A word for a POSIX shell: single-quoted, with ' written as '\''.
+std::string ShellWord(const std::string& word) {
+  std::string out = "'";
+  for (char c : word) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// The rank variables srun gives each rank itself (from SLURM_*), which the plan's
+// environment must not override; CUDA_VISIBLE_DEVICES is Slurm's to set (--gres).
+bool IsPerRankEntry(const std::string& entry) {
+  for (const char* name : {kEnvRank, kEnvLocalRank, kEnvWorldSize, kEnvLocalWorldSize,
+                           kEnvMasterAddr, kEnvMasterPort, kEnvCudaVisibleDevices}) {
+    if (absl::StartsWith(entry, absl::StrCat(name, "="))) return true;
+  }
+  return false;
+}
+
+// The first line of a command's error output, for messages.
+std::string FirstLine(const CommandResult& r) {
+  std::string text = r.err.empty() ? r.out : r.err;
+  text = std::string(absl::StripAsciiWhitespace(text));
+  return text.substr(0, text.find('\n'));
+}
+
+}  // namespace
+
+SlurmJobInfo ParseScontrolJob(const std::string& line) {
+  SlurmJobInfo info;
+  for (absl::string_view word : absl::StrSplit(line, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+    const size_t eq = word.find('=');
+    if (eq == absl::string_view::npos) continue;
+    absl::string_view key = word.substr(0, eq), value = word.substr(eq + 1);
+    if (key == "JobState") info.state = std::string(value);
+    if (key == "Reason") info.reason = std::string(value);
+    if (key == "NodeList") info.node_list = std::string(value);
+    if (key == "ExitCode") {
+      std::pair<std::string, std::string> parts = absl::StrSplit(value, ':');
+      (void)absl::SimpleAtoi(parts.first, &info.exit_code);
+      (void)absl::SimpleAtoi(parts.second, &info.exit_signal);
+    }
+  }
+  return info;
+}
+
+ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& info) {
+  const std::string& s = info.state;
+  if (s == "PENDING" || s == "CONFIGURING") {
+    return {ProcessStatus::kWaiting, 0,
+            absl::StrCat("Slurm job ", job_id, " is ", s,
+                         info.reason.empty() || info.reason == "None"
+                             ? ""
+                             : absl::StrCat(" (", info.reason, ")"))};
+  }
+  if (s == "RUNNING" || s == "COMPLETING" || s == "SUSPENDED" || s == "REQUEUED" ||
+      s == "RESIZING" || s == "SIGNALING" || s == "STAGE_OUT") {
+    return {};
+  }
+  if (s == "COMPLETED") return {ProcessStatus::kExited, 0};
+  const std::string where = absl::StrCat(
+      "Slurm job ", job_id, " ended ", s,
+      info.reason.empty() || info.reason == "None" ? "" : absl::StrCat(" (", info.reason, ")"));
+  if (s == "FAILED" && info.exit_signal == 0) {
+    return {ProcessStatus::kExited, info.exit_code == 0 ? 1 : info.exit_code,
+            absl::StrCat(where, " with exit code ", info.exit_code)};
+  }
+  // CANCELLED (scancel, from matbertd or from outside), NODE_FAIL, TIMEOUT, OUT_OF_MEMORY,
+  // PREEMPTED, BOOT_FAIL, DEADLINE: ended by something other than the ranks themselves.
+  return {ProcessStatus::kSignaled, info.exit_signal > 0 ? info.exit_signal : SIGKILL, where};
+}
+
+std::vector<std::string> SlurmExecutor::SbatchArgs(int nodes, int ranks_per_node) const {
+  std::vector<std::string> args = {"sbatch", "--parsable", absl::StrCat("--nodes=", nodes),
+                                   absl::StrCat("--ntasks-per-node=", ranks_per_node)};
+  if (!options_.partition.empty()) args.push_back("--partition=" + options_.partition);
+  if (!options_.account.empty()) args.push_back("--account=" + options_.account);
+  if (options_.gpus) args.push_back(absl::StrCat("--gres=gpu:", ranks_per_node));
+  args.insert(args.end(), options_.sbatch_args.begin(), options_.sbatch_args.end());
+  return args;
+}
+
+Executor::Started SlurmExecutor::Start(const AttemptPlan& plan) {
+  Started started;
+  if (plan.ranks.empty()) return started;
+  const int nodes = std::max(1, plan.nodes);
+  const int per_node = static_cast<int>(plan.ranks.size()) / nodes;
+  // The batch script holds only paths matbertd made (the worker, the run directory); the
+  // spec's values reach the ranks through spec.toml, never through a shell.
+  std::vector<std::string> words;
+  for (const std::string& a : plan.ranks[0].argv) words.push_back(ShellWord(a));
+  const std::string script_path = absl::StrCat(plan.run_dir, "/attempt-", plan.attempt, ".sbatch");
+  const std::string script = absl::StrCat(
+      "#!/bin/sh\n# matbertd: job ", plan.job_id, " attempt ", plan.attempt, ", ", nodes,
+      " node(s) x ", per_node, " rank(s)\n",
+      "exec srun --kill-on-bad-exit=1 --open-mode=append --output=",
+      ShellWord(plan.run_dir + "/logs/rank-%t.log"), " ", absl::StrJoin(words, " "), "\n");
+  if (absl::Status s = WriteFileAtomically(script_path, script); !s.ok()) {
+    started.status = s;
+    return started;
+  }
+  ::chmod(script_path.c_str(), 0755);
+  for (const RankLaunch& rank : plan.ranks) (void)AppendToFile(rank.log_path, rank.log_header);
+
+  std::vector<std::string> env;
+  for (const std::string& e : plan.ranks[0].env) {
+    if (!IsPerRankEntry(e)) env.push_back(e);
+  }
+  std::vector<std::string> argv = SbatchArgs(nodes, per_node);
+  argv.insert(argv.end(),
+              {absl::StrCat("--job-name=matbert-", plan.job_id, "-", plan.attempt),
+               "--chdir=" + plan.run_dir,
+               absl::StrCat("--output=", plan.run_dir, "/logs/sbatch-", plan.attempt, ".log"),
+               script_path});
+  absl::StatusOr<CommandResult> r = RunCommand(argv, env);
+  if (!r.ok() || r->exit_code != 0) {
+    started.status = absl::UnavailableError(
+        absl::StrCat("sbatch refused the attempt: ",
+                     r.ok() ? FirstLine(*r) : std::string(r.status().message())));
+    return started;
+  }
+  started.executor_ref =
+      std::string(absl::StripAsciiWhitespace(r->out.substr(0, r->out.find(';'))));
+  for (const RankLaunch& rank : plan.ranks) started.workers.push_back({rank.rank, 0, 0});
+  return started;
+}
+
+std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
+  const std::string& id = attempt.executor_ref;
+  ProcessStatus status;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = seen_.find(id);
+    if (it != seen_.end() && NowMs() - it->second.at_ms < options_.poll_interval_ms) {
+      return std::vector<ProcessStatus>(attempt.workers.size(), it->second.status);
+    }
+  }
+  if (id.empty()) {
+    status = {ProcessStatus::kGone, 0, "no Slurm job was submitted"};
+  } else {
+    absl::StatusOr<CommandResult> r =
+        RunCommand({"scontrol", "show", "job", id, "--oneliner"}, {}, 10000);
+    if (r.ok() && r->exit_code == 0) {
+      status = StatusOfSlurmJob(id, ParseScontrolJob(r->out));
+    } else if (r.ok() && absl::StrContains(r->err, "Invalid job id")) {
+      // Forgotten by Slurm (MinJobAge passed): how it ended can no longer be learnt.
+      status = {ProcessStatus::kGone, 0,
+                absl::StrCat("Slurm job ", id, " is no longer known to Slurm")};
+    }
+    // scontrol failing otherwise (slurmctld restarting): ask again next time.
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  seen_[id] = {NowMs(), status};
+  if (status.kind != ProcessStatus::kRunning && status.kind != ProcessStatus::kWaiting) {
+    seen_.erase(id);
+  }
+  return std::vector<ProcessStatus>(attempt.workers.size(), status);
+}
+
+void SlurmExecutor::Signal(const AttemptRecord& attempt, int signal) {
+  if (attempt.executor_ref.empty()) return;
+  // SIGTERM to the ranks (the job steps), so that the trainer checkpoints and exits; any
+  // other signal ends the whole job, as scancel does (SIGTERM, then SIGKILL after KillWait).
+  std::vector<std::string> argv = {"scancel"};
+  if (signal == SIGTERM) argv.push_back("--signal=TERM");
+  argv.push_back(attempt.executor_ref);
+  (void)RunCommand(argv, {}, 10000);
+  std::lock_guard<std::mutex> lock(mu_);
+  seen_.erase(attempt.executor_ref);  // look again at once
+}
+
+absl::Status SlurmExecutor::Adopt(const AttemptRecord& attempt) {
+  (void)attempt;  // the Slurm job id is all Poll and Signal need
+  return absl::OkStatus();
+}
+
+absl::Status SlurmExecutor::CheckFits(int nodes, int ranks_per_node) {
+  std::vector<std::string> argv = SbatchArgs(nodes, ranks_per_node);
+  argv.insert(argv.end(), {"--test-only", "--wrap=true"});
+  absl::StatusOr<CommandResult> r = RunCommand(argv, {}, 10000);
+  if (!r.ok())
+    return absl::UnavailableError(absl::StrCat("cannot ask Slurm: ", r.status().message()));
+  if (r->exit_code != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("job.nodes = ", nodes,
+                                                   ", job.gpus = ", ranks_per_node,
+                                                   ": Slurm would never run it: ", FirstLine(*r)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace matbert

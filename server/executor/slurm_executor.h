@@ -1,0 +1,64 @@
+// The Slurm executor (DESIGN.md §11): each attempt is one Slurm job of `nodes` nodes × the
+// ranks per node, submitted with sbatch; its batch script starts the ranks with one srun,
+// which gives each rank SLURM_PROCID and friends (the worker reads them as RANK, …; its
+// MASTER_ADDR is the allocation's first node). Followed with `scontrol show job`, signalled
+// with scancel. matbertd's state directory must be on a filesystem every node sees at the
+// same path: the ranks read their spec and write logs and checkpoints there.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "server/executor/executor.h"
+
+namespace matbert {
+
+struct SlurmOptions {
+  std::string partition;                 // sbatch --partition; "" = the cluster's default
+  std::string account;                   // sbatch --account; "" = none
+  std::vector<std::string> sbatch_args;  // more sbatch options, each one argument
+  bool gpus = false;                     // ask for --gres=gpu:<ranks per node>
+  int poll_interval_ms = 1000;           // scontrol at most this often per attempt
+};
+
+// What `scontrol show job --oneliner` says of a job that matters here.
+struct SlurmJobInfo {
+  std::string state;   // PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, NODE_FAIL, …
+  std::string reason;  // why it is pending or ended ("Resources", "NonZeroExitCode", …)
+  int exit_code = 0;   // ExitCode=<code>:<signal>
+  int exit_signal = 0;
+  std::string node_list;  // NodeList=
+};
+// Parses one line of `scontrol show job --oneliner` (KEY=value words).
+SlurmJobInfo ParseScontrolJob(const std::string& line);
+// How the ranks of a Slurm job in `info` are, as one ProcessStatus for all of them.
+ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& info);
+
+class SlurmExecutor : public Executor {
+ public:
+  explicit SlurmExecutor(SlurmOptions options) : options_(std::move(options)) {}
+
+  Started Start(const AttemptPlan& plan) override;
+  std::vector<ProcessStatus> Poll(const AttemptRecord& attempt) override;
+  void Signal(const AttemptRecord& attempt, int signal) override;
+  absl::Status Adopt(const AttemptRecord& attempt) override;
+  // `sbatch --test-only`: Slurm's own reason for a request it can never run.
+  absl::Status CheckFits(int nodes, int ranks_per_node) override;
+
+ private:
+  std::vector<std::string> SbatchArgs(int nodes, int ranks_per_node) const;
+
+  const SlurmOptions options_;
+  std::mutex mu_;
+  struct Seen {
+    int64_t at_ms = 0;
+    ProcessStatus status;
+  };
+  std::map<std::string, Seen> seen_ ABSL_GUARDED_BY(mu_);  // by Slurm job id
+};
+
+}  // namespace matbert

@@ -1,0 +1,71 @@
+// What the Slurm executor reads from scontrol, and what it makes of each Slurm job state.
+// The executor against a real Slurm cluster is tests/test_slurm.py.
+#include "server/executor/slurm_executor.h"
+
+#include <signal.h>
+
+#include "gtest/gtest.h"
+
+namespace matbert {
+namespace {
+
+TEST(SlurmExecutor, ParsesScontrolsOneLiner) {
+  // Trimmed from Slurm 22.05's `scontrol show job 7 --oneliner`.
+  const SlurmJobInfo info = ParseScontrolJob(
+      "JobId=7 JobName=matbert-k3x9qa-1 UserId=root(0) Priority=4294901754 JobState=FAILED "
+      "Reason=NonZeroExitCode Dependency=(null) ExitCode=3:0 RunTime=00:00:04 "
+      "NodeList=node[1-2] BatchHost=node1 NumNodes=2 NumCPUs=2\n");
+  EXPECT_EQ(info.state, "FAILED");
+  EXPECT_EQ(info.reason, "NonZeroExitCode");
+  EXPECT_EQ(info.exit_code, 3);
+  EXPECT_EQ(info.exit_signal, 0);
+  EXPECT_EQ(info.node_list, "node[1-2]");
+}
+
+TEST(SlurmExecutor, EachSlurmStateBecomesARankStatus) {
+  struct Scenario {
+    SlurmJobInfo info;
+    ProcessStatus::Kind kind;
+    int code;
+    std::string describe;
+  };
+  const std::vector<Scenario> scenarios = {
+      {{"PENDING", "Resources", 0, 0, ""},
+       ProcessStatus::kWaiting,
+       0,
+       "Slurm job 7 is PENDING (Resources)"},
+      {{"CONFIGURING", "None", 0, 0, ""}, ProcessStatus::kWaiting, 0, "Slurm job 7 is CONFIGURING"},
+      {{"RUNNING", "None", 0, 0, ""}, ProcessStatus::kRunning, 0, "is running"},
+      {{"COMPLETING", "None", 0, 0, ""}, ProcessStatus::kRunning, 0, "is running"},
+      {{"COMPLETED", "None", 0, 0, ""}, ProcessStatus::kExited, 0, "exited with code 0"},
+      {{"FAILED", "NonZeroExitCode", 3, 0, ""},
+       ProcessStatus::kExited,
+       3,
+       "Slurm job 7 ended FAILED (NonZeroExitCode) with exit code 3"},
+      {{"FAILED", "NonZeroExitCode", 0, 9, ""},
+       ProcessStatus::kSignaled,
+       9,
+       "Slurm job 7 ended FAILED (NonZeroExitCode)"},
+      {{"CANCELLED", "None", 0, 15, ""},
+       ProcessStatus::kSignaled,
+       SIGTERM,
+       "Slurm job 7 ended CANCELLED"},
+      {{"NODE_FAIL", "NodeDown", 0, 0, ""},
+       ProcessStatus::kSignaled,
+       SIGKILL,
+       "Slurm job 7 ended NODE_FAIL (NodeDown)"},
+      {{"TIMEOUT", "TimeLimit", 0, 0, ""},
+       ProcessStatus::kSignaled,
+       SIGKILL,
+       "Slurm job 7 ended TIMEOUT (TimeLimit)"},
+  };
+  for (const Scenario& s : scenarios) {
+    const ProcessStatus status = StatusOfSlurmJob("7", s.info);
+    EXPECT_EQ(status.kind, s.kind) << s.info.state;
+    EXPECT_EQ(status.code, s.code) << s.info.state;
+    EXPECT_EQ(status.Describe(), s.describe);
+  }
+}
+
+}  // namespace
+}  // namespace matbert

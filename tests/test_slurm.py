@@ -1,0 +1,156 @@
+"""matbertd --backend slurm against a real Slurm cluster of two nodes in network namespaces
+(tests/slurm_cluster.py): a job's ranks on two hosts train exactly as on one, cancel leaves
+nothing behind, a request Slurm can never satisfy fails at submission, and a Slurm job
+cancelled from outside fails its matbert job naming Slurm."""
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import grpc
+
+from matbertd_harness import Daemon, free_port, job_processes, run_tests, v1
+from slurm_cluster import SlurmCluster
+
+TINY = ["model.hidden_size=32", "model.num_hidden_layers=2", "model.num_attention_heads=2",
+        "model.intermediate_size=64", "matrix.m=6", "matrix.n=6", "matrix.r=2",
+        "training.warmup_steps=2", "training.log_every=1", "training.eval_every=10",
+        "training.eval_samples=8", "training.threads=1", "checkpoint.every=10",
+        "training.seed=7"]
+ARGS = None
+
+
+def spec_text():
+    with open(os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")) as f:
+        return f.read()
+
+
+def state_name(job):
+    return v1["job"].JobState.Name(job.state).removeprefix("JOB_STATE_")
+
+
+def train_losses(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return [(r["step"], r["loss"]) for r in records if r["kind"] == "train"]
+
+
+class SlurmExecutorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="matbert_slurm_test_")
+        cls.cluster = SlurmCluster(nodes=2).__enter__()
+        try:
+            cls.daemon = Daemon(os.path.join(cls.tmp.name, "state"), free_port(),
+                                "--backend", "slurm", "--advertise-host", cls.cluster.host_addr,
+                                "--grace-period", "10", listen_host="0.0.0.0",
+                                env=cls.cluster.env).start()
+        except BaseException:
+            cls.cluster.__exit__(None, None, None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        cls.cluster.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        # A test that hangs must still let tearDownClass take the cluster down.
+        signal.signal(signal.SIGALRM, lambda *_: self.fail("timed out\n" + self.cluster.logs()))
+        signal.alarm(400)
+
+    def tearDown(self):
+        signal.alarm(0)
+
+    def submit(self, daemon, *overrides):
+        request = v1["js"].SubmitJobRequest(spec_toml=spec_text(), overrides=TINY + list(overrides),
+                                            source_name="bert_matcomp_cpu.toml")
+        return daemon.jobs.SubmitJob(request, timeout=30).job_id
+
+    def wait(self, daemon, job_id, states, timeout=300):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id), timeout=10)
+            if state_name(job) in states:
+                return job
+            time.sleep(0.5)
+        self.fail(f"job {job_id} did not reach {states}: {job}\n" + self.cluster.logs())
+
+    def slurm_job_of(self, job_id, attempt=1):
+        out = subprocess.run(["squeue", "-h", "-o", "%i", "-n", f"matbert-{job_id}-{attempt}"],
+                             env=self.cluster.env, capture_output=True, text=True).stdout
+        return out.strip()
+
+    def test_two_node_job_trains_exactly_as_on_one_host(self):
+        job_id = self.submit(self.daemon, "training.steps=20", "job.nodes=2", "job.gpus=1",
+                             "job.name=two_nodes")
+        job = self.wait(self.daemon, job_id, {"SUCCEEDED", "FAILED"})
+        run_dir = os.path.join(self.daemon.state_dir, "runs", job_id)
+        logs = {}
+        for rank in (0, 1):
+            with open(os.path.join(run_dir, "logs", f"rank-{rank}.log")) as f:
+                logs[rank] = f.read()
+        self.assertEqual(state_name(job), "SUCCEEDED",
+                         f"{job.failure}\n{logs}\n{self.cluster.logs()}")
+        # Each rank talks from its own node's address.
+        addrs = list(self.cluster.addrs.values())
+        for rank in (0, 1):
+            self.assertIn(f"rank {rank} of 2: collectives over {addrs[rank]}", logs[rank])
+        slurm_losses = train_losses(run_dir)
+        self.assertEqual([s for s, _ in slurm_losses], list(range(1, 21)))
+        # The same job with both ranks on one host (the local executor): data parallelism on
+        # CPU is exact, so the losses are equal, not close.
+        local = Daemon(os.path.join(self.tmp.name, "local_state"), free_port()).start()
+        try:
+            local_id = self.submit(local, "training.steps=20", "job.gpus=2", "job.name=one_host")
+            self.wait(local, local_id, {"SUCCEEDED"})
+            local_losses = train_losses(os.path.join(local.state_dir, "runs", local_id))
+        finally:
+            local.stop()
+        self.assertEqual(slurm_losses, local_losses)
+
+    def test_cancel_stops_every_rank_on_every_node(self):
+        job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1")
+        self.wait(self.daemon, job_id, {"RUNNING"})
+        self.assertEqual(len(job_processes(job_id)), 2, "one rank on each node")
+        started = time.time()
+        self.daemon.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id), timeout=10)
+        job = self.wait(self.daemon, job_id, {"CANCELLED", "FAILED", "SUCCEEDED"}, timeout=60)
+        self.assertEqual(state_name(job), "CANCELLED", job.failure)
+        deadline = time.time() + 15
+        while job_processes(job_id) and time.time() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(job_processes(job_id), [])
+        self.assertLess(time.time() - started, 10 + 15, "within the grace period")
+
+    def test_a_request_slurm_can_never_run_fails_at_submission(self):
+        with self.assertRaises(grpc.RpcError) as e:
+            self.submit(self.daemon, "job.nodes=3", "job.gpus=1")
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("job.nodes = 3, job.gpus = 1: Slurm would never run it", e.exception.details())
+        self.assertIn("Requested node configuration is not available", e.exception.details())
+
+    def test_scancel_from_outside_fails_the_job_naming_slurm(self):
+        job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
+                             "job.max_restarts=0")
+        self.wait(self.daemon, job_id, {"RUNNING"})
+        slurm_id = self.slurm_job_of(job_id)
+        self.assertTrue(slurm_id)
+        subprocess.run(["scancel", slurm_id], env=self.cluster.env, check=True)
+        job = self.wait(self.daemon, job_id, {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout=60)
+        self.assertEqual(state_name(job), "FAILED")
+        self.assertIn(f"Slurm job {slurm_id} ended CANCELLED", job.failure)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    for flag in ("--daemon", "--worker", "--proto-dir", "--configs"):
+        parser.add_argument(flag, required=True)
+    ARGS, rest = parser.parse_known_args()
+    run_tests(ARGS, rest)
