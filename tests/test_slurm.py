@@ -136,6 +136,27 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertIn("job.nodes = 3, job.gpus = 1: Slurm would never run it", e.exception.details())
         self.assertIn("Requested node configuration is not available", e.exception.details())
 
+    def test_a_rank_killed_on_node_two_is_named_and_the_retry_resumes(self):
+        job_id = self.submit(self.daemon, "training.steps=400", "job.nodes=2", "job.gpus=1",
+                             "job.max_restarts=1", "checkpoint.every=10")
+        self.wait(self.daemon, job_id, {"RUNNING"})
+        run_dir = os.path.join(self.daemon.state_dir, "runs", job_id)
+        deadline = time.time() + 120
+        while not os.path.isdir(os.path.join(run_dir, "checkpoints", "step-0000020")):
+            self.assertLess(time.time(), deadline, "no checkpoint at step 20")
+            time.sleep(0.2)
+        node2 = self.cluster.nodes[1]
+        pids = subprocess.run(["ip", "netns", "pids", self.cluster.netns(node2)],
+                              capture_output=True, text=True).stdout.split()
+        ranks = [pid for pid, _ in job_processes(job_id) if str(pid) in pids]
+        self.assertEqual(len(ranks), 1, "one rank on node 2")
+        os.kill(ranks[0], signal.SIGKILL)
+        job = self.wait(self.daemon, job_id, {"SUCCEEDED", "FAILED"}, timeout=400)
+        self.assertEqual(state_name(job), "SUCCEEDED", job.failure)
+        self.assertEqual(len(job.attempts), 2)
+        self.assertIn(f"rank 1 on node {node2} was killed by signal 9", job.attempts[0].reason)
+        self.assertGreaterEqual(job.attempts[1].resumed_from_step, 20)
+
     def test_scancel_from_outside_fails_the_job_naming_slurm(self):
         job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
                              "job.max_restarts=0")

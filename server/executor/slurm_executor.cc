@@ -1,6 +1,7 @@
 #include "server/executor/slurm_executor.h"
 
 #include <signal.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -59,6 +60,7 @@ SlurmJobInfo ParseScontrolJob(const std::string& line) {
     if (key == "JobState") info.state = std::string(value);
     if (key == "Reason") info.reason = std::string(value);
     if (key == "NodeList") info.node_list = std::string(value);
+    if (key == "StdOut") info.std_out = std::string(value);
     if (key == "ExitCode") {
       std::pair<std::string, std::string> parts = absl::StrSplit(value, ':');
       (void)absl::SimpleAtoi(parts.first, &info.exit_code);
@@ -92,6 +94,39 @@ ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& in
   // CANCELLED (scancel, from matbertd or from outside), NODE_FAIL, TIMEOUT, OUT_OF_MEMORY,
   // PREEMPTED, BOOT_FAIL, DEADLINE: ended by something other than the ranks themselves.
   return {ProcessStatus::kSignaled, info.exit_signal > 0 ? info.exit_signal : SIGKILL, where};
+}
+
+std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output) {
+  std::map<int, ProcessStatus> out;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    // srun: error: <node>: task <t>: <what>   |   srun: error: <node>: tasks <a>-<b>: <what>
+    if (!absl::ConsumePrefix(&line, "srun: error: ")) continue;
+    std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits(": ", 2));
+    if (parts.size() != 3) continue;
+    absl::string_view node = parts[0], tasks = parts[1], what = parts[2];
+    if (!absl::ConsumePrefix(&tasks, "tasks ") && !absl::ConsumePrefix(&tasks, "task ")) continue;
+    ProcessStatus status;
+    int code = 0;
+    if (absl::ConsumePrefix(&what, "Exited with exit code ") && absl::SimpleAtoi(what, &code)) {
+      status = {ProcessStatus::kExited, code};
+    } else {
+      int signal = SIGKILL;
+      for (int s = 1; s < 32; ++s) {
+        if (what == strsignal(s)) signal = s;
+      }
+      status = {ProcessStatus::kSignaled, signal};
+    }
+    status.why = absl::StrCat("on node ", node, " ", status.Describe());
+    for (absl::string_view range : absl::StrSplit(tasks, ',')) {
+      std::pair<absl::string_view, absl::string_view> ends =
+          absl::StrSplit(range, absl::MaxSplits('-', 1));
+      int first = 0, last = 0;
+      if (!absl::SimpleAtoi(ends.first, &first)) continue;
+      if (ends.second.empty() || !absl::SimpleAtoi(ends.second, &last)) last = first;
+      for (int t = first; t <= last && t - first < 100000; ++t) out.emplace(t, status);
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> SlurmExecutor::SbatchArgs(int nodes, int ranks_per_node) const {
@@ -165,7 +200,24 @@ std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
     absl::StatusOr<CommandResult> r =
         RunCommand({"scontrol", "show", "job", id, "--oneliner"}, {}, 10000);
     if (r.ok() && r->exit_code == 0) {
-      status = StatusOfSlurmJob(id, ParseScontrolJob(r->out));
+      const SlurmJobInfo info = ParseScontrolJob(r->out);
+      status = StatusOfSlurmJob(id, info);
+      if (status.kind != ProcessStatus::kRunning && status.kind != ProcessStatus::kWaiting) {
+        // Ended: where srun says which ranks failed, those carry the failure and the others
+        // ended as it stopped them; otherwise (scancel, a node lost) it is the job's alone.
+        absl::StatusOr<std::string> output = ReadFileToString(info.std_out);
+        const std::map<int, ProcessStatus> tasks =
+            output.ok() ? ParseSrunTaskErrors(*output) : std::map<int, ProcessStatus>{};
+        if (!tasks.empty()) {
+          std::vector<ProcessStatus> ranks;
+          for (const WorkerProcess& w : attempt.workers) {
+            auto it = tasks.find(w.rank);
+            ranks.push_back(it != tasks.end() ? it->second
+                                              : ProcessStatus{ProcessStatus::kExited, 0});
+          }
+          return ranks;
+        }
+      }
     } else if (r.ok() && absl::StrContains(r->err, "Invalid job id")) {
       // Forgotten by Slurm (MinJobAge passed): how it ended can no longer be learnt.
       status = {ProcessStatus::kGone, 0,

@@ -32,11 +32,17 @@ struct SlurmJobInfo {
   int exit_code = 0;   // ExitCode=<code>:<signal>
   int exit_signal = 0;
   std::string node_list;  // NodeList=
+  std::string std_out;    // StdOut=: the batch script's output, where srun names failed ranks
 };
 // Parses one line of `scontrol show job --oneliner` (KEY=value words).
 SlurmJobInfo ParseScontrolJob(const std::string& line);
 // How the ranks of a Slurm job in `info` are, as one ProcessStatus for all of them.
 ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& info);
+
+// What srun said of the ranks that ended badly, from its lines in the batch output
+// ("srun: error: node2: task 1: Killed", "… tasks 0-1: Exited with exit code 3"): by rank,
+// with the node in `why` ("on node node2 was killed by signal 9 (Killed)").
+std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output);
 
 class SlurmExecutor : public Executor {
  public:

@@ -22,6 +22,15 @@ TEST(SlurmExecutor, ParsesScontrolsOneLiner) {
   EXPECT_EQ(info.node_list, "node[1-2]");
 }
 
+SlurmJobInfo Info(std::string state, std::string reason, int code, int signal) {
+  SlurmJobInfo info;
+  info.state = std::move(state);
+  info.reason = std::move(reason);
+  info.exit_code = code;
+  info.exit_signal = signal;
+  return info;
+}
+
 TEST(SlurmExecutor, EachSlurmStateBecomesARankStatus) {
   struct Scenario {
     SlurmJobInfo info;
@@ -30,33 +39,21 @@ TEST(SlurmExecutor, EachSlurmStateBecomesARankStatus) {
     std::string describe;
   };
   const std::vector<Scenario> scenarios = {
-      {{"PENDING", "Resources", 0, 0, ""},
-       ProcessStatus::kWaiting,
-       0,
+      {Info("PENDING", "Resources", 0, 0), ProcessStatus::kWaiting, 0,
        "Slurm job 7 is PENDING (Resources)"},
-      {{"CONFIGURING", "None", 0, 0, ""}, ProcessStatus::kWaiting, 0, "Slurm job 7 is CONFIGURING"},
-      {{"RUNNING", "None", 0, 0, ""}, ProcessStatus::kRunning, 0, "is running"},
-      {{"COMPLETING", "None", 0, 0, ""}, ProcessStatus::kRunning, 0, "is running"},
-      {{"COMPLETED", "None", 0, 0, ""}, ProcessStatus::kExited, 0, "exited with code 0"},
-      {{"FAILED", "NonZeroExitCode", 3, 0, ""},
-       ProcessStatus::kExited,
-       3,
+      {Info("CONFIGURING", "None", 0, 0), ProcessStatus::kWaiting, 0, "Slurm job 7 is CONFIGURING"},
+      {Info("RUNNING", "None", 0, 0), ProcessStatus::kRunning, 0, "is running"},
+      {Info("COMPLETING", "None", 0, 0), ProcessStatus::kRunning, 0, "is running"},
+      {Info("COMPLETED", "None", 0, 0), ProcessStatus::kExited, 0, "exited with code 0"},
+      {Info("FAILED", "NonZeroExitCode", 3, 0), ProcessStatus::kExited, 3,
        "Slurm job 7 ended FAILED (NonZeroExitCode) with exit code 3"},
-      {{"FAILED", "NonZeroExitCode", 0, 9, ""},
-       ProcessStatus::kSignaled,
-       9,
+      {Info("FAILED", "NonZeroExitCode", 0, 9), ProcessStatus::kSignaled, 9,
        "Slurm job 7 ended FAILED (NonZeroExitCode)"},
-      {{"CANCELLED", "None", 0, 15, ""},
-       ProcessStatus::kSignaled,
-       SIGTERM,
+      {Info("CANCELLED", "None", 0, 15), ProcessStatus::kSignaled, SIGTERM,
        "Slurm job 7 ended CANCELLED"},
-      {{"NODE_FAIL", "NodeDown", 0, 0, ""},
-       ProcessStatus::kSignaled,
-       SIGKILL,
+      {Info("NODE_FAIL", "NodeDown", 0, 0), ProcessStatus::kSignaled, SIGKILL,
        "Slurm job 7 ended NODE_FAIL (NodeDown)"},
-      {{"TIMEOUT", "TimeLimit", 0, 0, ""},
-       ProcessStatus::kSignaled,
-       SIGKILL,
+      {Info("TIMEOUT", "TimeLimit", 0, 0), ProcessStatus::kSignaled, SIGKILL,
        "Slurm job 7 ended TIMEOUT (TimeLimit)"},
   };
   for (const Scenario& s : scenarios) {
@@ -65,6 +62,25 @@ TEST(SlurmExecutor, EachSlurmStateBecomesARankStatus) {
     EXPECT_EQ(status.code, s.code) << s.info.state;
     EXPECT_EQ(status.Describe(), s.describe);
   }
+}
+
+TEST(SlurmExecutor, SrunsLinesNameTheRanksThatFailedAndTheirNodes) {
+  // As srun 22.05 writes them into the batch output.
+  const std::map<int, ProcessStatus> tasks = ParseSrunTaskErrors(
+      "step 40/100 | loss 0.3\n"
+      "srun: error: node2: task 1: Killed\n"
+      "srun: launch/slurm: _step_signal: Terminating StepId=9.0\n"
+      "srun: error: node1: task 0: Exited with exit code 1\n"
+      "srun: error: node3: tasks 4-5: Terminated\n"
+      "srun: error: garbage without the parts\n");
+  ASSERT_EQ(tasks.size(), 4u);
+  EXPECT_EQ(tasks.at(1).kind, ProcessStatus::kSignaled);
+  EXPECT_EQ(tasks.at(1).code, SIGKILL);
+  EXPECT_EQ(tasks.at(1).Describe(), "on node node2 was killed by signal 9 (Killed)");
+  EXPECT_EQ(tasks.at(0).kind, ProcessStatus::kExited);
+  EXPECT_EQ(tasks.at(0).Describe(), "on node node1 exited with code 1");
+  EXPECT_EQ(tasks.at(5).code, SIGTERM);
+  EXPECT_TRUE(ParseSrunTaskErrors("").empty());
 }
 
 }  // namespace
