@@ -157,6 +157,35 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertIn(f"rank 1 on node {node2} was killed by signal 9", job.attempts[0].reason)
         self.assertGreaterEqual(job.attempts[1].resumed_from_step, 20)
 
+    def test_a_restarted_matbertd_adopts_a_running_slurm_job(self):
+        # Its own daemon: this one is killed.
+        daemon = Daemon(os.path.join(self.tmp.name, "adopt_state"), free_port(),
+                        "--backend", "slurm", "--advertise-host", self.cluster.host_addr,
+                        listen_host="0.0.0.0", env=self.cluster.env).start()
+        try:
+            job_id = self.submit(daemon, "training.steps=300", "job.nodes=2", "job.gpus=1",
+                                 "job.max_restarts=0")
+            self.wait(daemon, job_id, {"RUNNING"})
+            slurm_id = self.slurm_job_of(job_id)
+            time.sleep(2)
+            daemon.kill()
+            time.sleep(3)  # the ranks go on, their reports wait and retry
+            daemon.start()
+            job = self.wait(daemon, job_id, {"SUCCEEDED", "FAILED"}, timeout=400)
+            self.assertEqual(state_name(job), "SUCCEEDED", job.failure)
+            self.assertEqual(len(job.attempts), 1, "adopted, not retried")
+            self.assertEqual(self.slurm_job_of(job_id), "", "the Slurm job has ended")
+            self.assertTrue(slurm_id)
+            # Every train record rank 0 wrote reached the event log: nothing lost.
+            events = list(daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=job_id),
+                                               timeout=30))
+            steps = [e.metrics.step for e in events
+                     if e.WhichOneof("event") == "metrics" and e.metrics.kind == "train"]
+            run_dir = os.path.join(daemon.state_dir, "runs", job_id)
+            self.assertEqual(steps, [s for s, _ in train_losses(run_dir)])
+        finally:
+            daemon.stop()
+
     def test_scancel_from_outside_fails_the_job_naming_slurm(self):
         job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
                              "job.max_restarts=0")
