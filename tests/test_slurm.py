@@ -48,7 +48,8 @@ class SlurmExecutorTest(unittest.TestCase):
         try:
             cls.daemon = Daemon(os.path.join(cls.tmp.name, "state"), free_port(),
                                 "--backend", "slurm", "--advertise-host", cls.cluster.host_addr,
-                                "--grace-period", "10", listen_host="0.0.0.0",
+                                "--grace-period", "10", "--heartbeat-timeout", "60",
+                                listen_host="0.0.0.0",
                                 env=cls.cluster.env).start()
         except BaseException:
             cls.cluster.__exit__(None, None, None)
@@ -186,6 +187,29 @@ class SlurmExecutorTest(unittest.TestCase):
         finally:
             daemon.stop()
 
+    def test_a_lost_node_fails_the_attempt_with_slurms_reason_and_the_retry_waits_for_it(self):
+        job_id = self.submit(self.daemon, "training.steps=300", "job.nodes=2", "job.gpus=1",
+                             "job.max_restarts=1")
+        self.wait(self.daemon, job_id, {"RUNNING"})
+        node2 = self.cluster.nodes[1]
+        self.cluster.stop_node(node2)  # slurmd and the rank on it die, as with a lost host
+        try:
+            deadline = time.time() + 120
+            job = None
+            while (job is None or len(job.attempts) < 2) and time.time() < deadline:
+                time.sleep(0.5)
+                job = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id), timeout=10)
+            self.assertRegex(job.attempts[0].reason, r"^rank \d ended with Slurm job \d+: NODE_FAIL")
+            # The retry waits in Slurm's queue while the node is down …
+            time.sleep(3)
+            job = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id), timeout=10)
+            self.assertEqual(state_name(job), "STARTING")
+        finally:
+            self.cluster.start_node(node2)
+        # … and runs once it is back.
+        job = self.wait(self.daemon, job_id, {"SUCCEEDED", "FAILED"}, timeout=300)
+        self.assertEqual(state_name(job), "SUCCEEDED", job.failure)
+
     def test_scancel_from_outside_fails_the_job_naming_slurm(self):
         job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
                              "job.max_restarts=0")
@@ -195,7 +219,7 @@ class SlurmExecutorTest(unittest.TestCase):
         subprocess.run(["scancel", slurm_id], env=self.cluster.env, check=True)
         job = self.wait(self.daemon, job_id, {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout=60)
         self.assertEqual(state_name(job), "FAILED")
-        self.assertIn(f"Slurm job {slurm_id} ended CANCELLED", job.failure)
+        self.assertIn(f"ended with Slurm job {slurm_id}: CANCELLED", job.failure)
 
 
 if __name__ == "__main__":

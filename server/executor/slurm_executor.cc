@@ -84,12 +84,13 @@ ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& in
     return {};
   }
   if (s == "COMPLETED") return {ProcessStatus::kExited, 0};
+  // Read after "rank N ": "rank 0 ended with Slurm job 7: NODE_FAIL (NodeDown)".
   const std::string where = absl::StrCat(
-      "Slurm job ", job_id, " ended ", s,
+      "ended with Slurm job ", job_id, ": ", s,
       info.reason.empty() || info.reason == "None" ? "" : absl::StrCat(" (", info.reason, ")"));
   if (s == "FAILED" && info.exit_signal == 0) {
     return {ProcessStatus::kExited, info.exit_code == 0 ? 1 : info.exit_code,
-            absl::StrCat(where, " with exit code ", info.exit_code)};
+            absl::StrCat(where, ", exit code ", info.exit_code)};
   }
   // CANCELLED (scancel, from matbertd or from outside), NODE_FAIL, TIMEOUT, OUT_OF_MEMORY,
   // PREEMPTED, BOOT_FAIL, DEADLINE: ended by something other than the ranks themselves.
@@ -130,7 +131,10 @@ std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output) {
 }
 
 std::vector<std::string> SlurmExecutor::SbatchArgs(int nodes, int ranks_per_node) const {
-  std::vector<std::string> args = {"sbatch", "--parsable", absl::StrCat("--nodes=", nodes),
+  // --no-requeue: a failed attempt is retried by matbertd, from its newest checkpoint, as a
+  // new Slurm job; Slurm requeueing the same one behind its back would hide the failure.
+  std::vector<std::string> args = {"sbatch", "--parsable", "--no-requeue",
+                                   absl::StrCat("--nodes=", nodes),
                                    absl::StrCat("--ntasks-per-node=", ranks_per_node)};
   if (!options_.partition.empty()) args.push_back("--partition=" + options_.partition);
   if (!options_.account.empty()) args.push_back("--account=" + options_.account);

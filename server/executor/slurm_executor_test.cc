@@ -46,15 +46,15 @@ TEST(SlurmExecutor, EachSlurmStateBecomesARankStatus) {
       {Info("COMPLETING", "None", 0, 0), ProcessStatus::kRunning, 0, "is running"},
       {Info("COMPLETED", "None", 0, 0), ProcessStatus::kExited, 0, "exited with code 0"},
       {Info("FAILED", "NonZeroExitCode", 3, 0), ProcessStatus::kExited, 3,
-       "Slurm job 7 ended FAILED (NonZeroExitCode) with exit code 3"},
+       "ended with Slurm job 7: FAILED (NonZeroExitCode), exit code 3"},
       {Info("FAILED", "NonZeroExitCode", 0, 9), ProcessStatus::kSignaled, 9,
-       "Slurm job 7 ended FAILED (NonZeroExitCode)"},
+       "ended with Slurm job 7: FAILED (NonZeroExitCode)"},
       {Info("CANCELLED", "None", 0, 15), ProcessStatus::kSignaled, SIGTERM,
-       "Slurm job 7 ended CANCELLED"},
+       "ended with Slurm job 7: CANCELLED"},
       {Info("NODE_FAIL", "NodeDown", 0, 0), ProcessStatus::kSignaled, SIGKILL,
-       "Slurm job 7 ended NODE_FAIL (NodeDown)"},
+       "ended with Slurm job 7: NODE_FAIL (NodeDown)"},
       {Info("TIMEOUT", "TimeLimit", 0, 0), ProcessStatus::kSignaled, SIGKILL,
-       "Slurm job 7 ended TIMEOUT (TimeLimit)"},
+       "ended with Slurm job 7: TIMEOUT (TimeLimit)"},
   };
   for (const Scenario& s : scenarios) {
     const ProcessStatus status = StatusOfSlurmJob("7", s.info);
