@@ -1,5 +1,7 @@
 // matbertctl cluster: devices, who holds them, and the queue.
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "client/commands.h"
 #include "client/exit_codes.h"
 #include "client/job_format.h"
@@ -14,6 +16,27 @@ int RunCluster(Connection& conn) {
   if (!status.ok()) return conn.Fail(status, "cluster");
   if (conn.options().json) {
     PrintJson(ClusterJson(cluster));
+    return kCtlOk;
+  }
+  if (cluster.backend() == "slurm") {
+    absl::PrintF("matbertd %s at %s: Slurm executor, %d node(s), %d job(s) in Slurm's queue\n",
+                 cluster.version(), conn.options().addr, cluster.nodes_size(),
+                 cluster.slurm_queue_size());
+    absl::PrintF("%-16s  %-10s  %-9s  %-12s  %s\n", "NODE", "STATE", "CPUS A/T", "GRES",
+                 "PARTITIONS");
+    for (const v1::ClusterNode& n : cluster.nodes()) {
+      absl::PrintF("%-16s  %-10s  %-9s  %-12s  %s\n", n.name(), n.state(),
+                   absl::StrCat(n.cpus_allocated(), "/", n.cpus()), n.gres(),
+                   absl::StrJoin(n.partitions(), ","));
+    }
+    if (cluster.slurm_queue_size() > 0) {
+      absl::PrintF("\n%-10s  %-28s  %-10s  %-16s  %s\n", "SLURM JOB", "NAME", "STATE", "REASON",
+                   "NODES");
+      for (const v1::ClusterQueueEntry& e : cluster.slurm_queue()) {
+        absl::PrintF("%-10s  %-28s  %-10s  %-16s  %s\n", e.id(), e.name(), e.state(), e.reason(),
+                     e.nodes());
+      }
+    }
     return kCtlOk;
   }
   int held = 0;

@@ -119,11 +119,27 @@ Json ClusterJson(const v1::Cluster& cluster) {
                      {"devices_requested", q.devices_requested()}});
   }
   for (const auto& [state, count] : cluster.jobs_by_state()) by_state[state] = count;
-  return {{"device_kind", cluster.device_kind()},
-          {"devices", devices},
-          {"queue", queue},
-          {"jobs_by_state", by_state},
-          {"version", cluster.version()}};
+  Json nodes = Json::array(), slurm_queue = Json::array();
+  for (const v1::ClusterNode& n : cluster.nodes()) {
+    nodes.push_back({{"name", n.name()},
+                     {"state", n.state()},
+                     {"cpus", n.cpus()},
+                     {"cpus_allocated", n.cpus_allocated()},
+                     {"gres", n.gres()},
+                     {"partitions", Json(std::vector<std::string>(n.partitions().begin(),
+                                                                  n.partitions().end()))}});
+  }
+  for (const v1::ClusterQueueEntry& e : cluster.slurm_queue()) {
+    slurm_queue.push_back({{"id", e.id()},
+                           {"name", e.name()},
+                           {"state", e.state()},
+                           {"reason", e.reason()},
+                           {"nodes", e.nodes()}});
+  }
+  return {{"backend", cluster.backend()}, {"nodes", nodes},
+          {"slurm_queue", slurm_queue},   {"device_kind", cluster.device_kind()},
+          {"devices", devices},           {"queue", queue},
+          {"jobs_by_state", by_state},    {"version", cluster.version()}};
 }
 
 Json EventJson(const v1::JobEvent& e) {

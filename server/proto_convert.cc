@@ -96,6 +96,24 @@ void ToProto(const ClusterView& view, v1::Cluster* out) {
   }
   for (const auto& [state, count] : view.jobs_by_state)
     (*out->mutable_jobs_by_state())[state] = count;
+  out->set_backend(view.executor.backend);
+  for (const ExecutorCluster::Node& n : view.executor.nodes) {
+    v1::ClusterNode* node = out->add_nodes();
+    node->set_name(n.name);
+    node->set_state(n.state);
+    node->set_cpus(n.cpus);
+    node->set_cpus_allocated(n.cpus_allocated);
+    node->set_gres(n.gres);
+    for (const std::string& p : n.partitions) node->add_partitions(p);
+  }
+  for (const ExecutorCluster::QueueEntry& e : view.executor.queue) {
+    v1::ClusterQueueEntry* entry = out->add_slurm_queue();
+    entry->set_id(e.id);
+    entry->set_name(e.name);
+    entry->set_state(e.state);
+    entry->set_reason(e.reason);
+    entry->set_nodes(e.nodes);
+  }
 }
 
 }  // namespace matbert

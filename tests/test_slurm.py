@@ -116,6 +116,20 @@ class SlurmExecutorTest(unittest.TestCase):
             local.stop()
         self.assertEqual(slurm_losses, local_losses)
 
+    def test_cluster_shows_slurms_nodes_partitions_and_queue(self):
+        job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1")
+        self.wait(self.daemon, job_id, {"RUNNING"})
+        stub = v1["csg"].ClusterServiceStub(self.daemon.channel)
+        cluster = stub.GetCluster(v1["cs"].GetClusterRequest(), timeout=30)
+        self.daemon.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id, force=True))
+        self.assertEqual(cluster.backend, "slurm")
+        self.assertEqual([n.name for n in cluster.nodes], self.cluster.nodes)
+        for node in cluster.nodes:
+            self.assertEqual(node.cpus, 2)
+            self.assertEqual(node.cpus_allocated, 1, "one rank of the job on each node")
+            self.assertEqual(list(node.partitions), ["debug"])
+        self.assertIn(f"matbert-{job_id}-1", [e.name for e in cluster.slurm_queue])
+
     def test_cancel_stops_every_rank_on_every_node(self):
         job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1")
         self.wait(self.daemon, job_id, {"RUNNING"})

@@ -247,8 +247,9 @@ absl::StatusOr<JobView> Coordinator::Cancel(const std::string& job_id, bool forc
 }
 
 ClusterView Coordinator::Cluster() const {
-  std::lock_guard<std::mutex> lock(mu_);
   ClusterView view;
+  view.executor = executor_->DescribeCluster();  // may run programs: not under the lock
+  std::lock_guard<std::mutex> lock(mu_);
   view.devices = options_.devices;
   for (int d = 0; d < scheduler_.num_devices(); ++d) view.holders.push_back(scheduler_.holder(d));
   for (const QueuedJob& q : scheduler_.Queue()) view.queue.push_back(jobs_.at(q.id).record);

@@ -69,6 +69,7 @@ struct ClusterView {
   std::vector<std::string> holders;  // per device; "" when free
   std::vector<JobRecord> queue;      // in placement order
   std::map<std::string, int> jobs_by_state;
+  ExecutorCluster executor;  // the executor's own cluster (Slurm's nodes and queue), if any
 };
 
 // What /metrics shows (DESIGN.md §9), taken in one pass under the lock.

@@ -55,6 +55,21 @@ struct ProcessStatus {
   std::string Describe() const;
 };
 
+// What an executor that manages a cluster of its own says of it (Slurm's nodes and queue).
+struct ExecutorCluster {
+  std::string backend = "local";
+  struct Node {
+    std::string name, state, gres;
+    int cpus = 0, cpus_allocated = 0;
+    std::vector<std::string> partitions;
+  };
+  std::vector<Node> nodes;
+  struct QueueEntry {
+    std::string id, name, state, reason, nodes;
+  };
+  std::vector<QueueEntry> queue;
+};
+
 class Executor {
  public:
   virtual ~Executor() = default;
@@ -77,6 +92,8 @@ class Executor {
   virtual absl::Status Adopt(const AttemptRecord& attempt) = 0;
   // Whether a job of `nodes` × `ranks_per_node` ranks could ever run here; checked at
   // submission so that it fails then, not by waiting forever. INVALID_ARGUMENT saying why.
+  // The cluster behind the executor, for GetCluster; the local executor has none.
+  virtual ExecutorCluster DescribeCluster() { return {}; }
   virtual absl::Status CheckFits(int nodes, int ranks_per_node) {
     (void)nodes;
     (void)ranks_per_node;

@@ -254,6 +254,47 @@ absl::Status SlurmExecutor::Adopt(const AttemptRecord& attempt) {
   return absl::OkStatus();
 }
 
+std::vector<ExecutorCluster::Node> ParseSinfoNodes(const std::string& output) {
+  std::vector<ExecutorCluster::Node> nodes;
+  for (absl::string_view line : absl::StrSplit(output, '\n', absl::SkipWhitespace())) {
+    std::vector<std::string> f = absl::StrSplit(absl::StripAsciiWhitespace(line), '|');
+    if (f.size() != 6) continue;
+    std::string partition = f[5];
+    if (absl::EndsWith(partition, "*")) partition.pop_back();  // the default partition
+    if (!nodes.empty() && nodes.back().name == f[0]) {         // the same node in another partition
+      nodes.back().partitions.push_back(partition);
+      continue;
+    }
+    ExecutorCluster::Node node;
+    node.name = f[0];
+    node.state = f[1];
+    (void)absl::SimpleAtoi(f[2], &node.cpus);
+    (void)absl::SimpleAtoi(f[3].substr(0, f[3].find('/')), &node.cpus_allocated);  // A/I/O/T
+    node.gres = f[4];
+    node.partitions.push_back(partition);
+    nodes.push_back(std::move(node));
+  }
+  return nodes;
+}
+
+ExecutorCluster SlurmExecutor::DescribeCluster() {
+  ExecutorCluster cluster;
+  cluster.backend = "slurm";
+  std::vector<std::string> sinfo = {"sinfo", "-h", "-N", "-o", "%N|%T|%c|%C|%G|%P"};
+  if (!options_.partition.empty()) sinfo.push_back("--partition=" + options_.partition);
+  if (absl::StatusOr<CommandResult> r = RunCommand(sinfo, {}, 10000); r.ok() && r->exit_code == 0) {
+    cluster.nodes = ParseSinfoNodes(r->out);
+  }
+  absl::StatusOr<CommandResult> q = RunCommand({"squeue", "-h", "-o", "%i|%j|%T|%r|%N"}, {}, 10000);
+  if (q.ok() && q->exit_code == 0) {
+    for (absl::string_view line : absl::StrSplit(q->out, '\n', absl::SkipWhitespace())) {
+      std::vector<std::string> f = absl::StrSplit(absl::StripAsciiWhitespace(line), '|');
+      if (f.size() == 5) cluster.queue.push_back({f[0], f[1], f[2], f[3], f[4]});
+    }
+  }
+  return cluster;
+}
+
 absl::Status SlurmExecutor::CheckFits(int nodes, int ranks_per_node) {
   std::vector<std::string> argv = SbatchArgs(nodes, ranks_per_node);
   argv.insert(argv.end(), {"--test-only", "--wrap=true"});

@@ -39,6 +39,9 @@ SlurmJobInfo ParseScontrolJob(const std::string& line);
 // How the ranks of a Slurm job in `info` are, as one ProcessStatus for all of them.
 ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& info);
 
+// Lines of `sinfo -h -N -o %N|%T|%c|%C|%G|%P` (one per node and partition) as nodes.
+std::vector<ExecutorCluster::Node> ParseSinfoNodes(const std::string& output);
+
 // What srun said of the ranks that ended badly, from its lines in the batch output
 // ("srun: error: node2: task 1: Killed", "… tasks 0-1: Exited with exit code 3"): by rank,
 // with the node in `why` ("on node node2 was killed by signal 9 (Killed)").
@@ -54,6 +57,8 @@ class SlurmExecutor : public Executor {
   absl::Status Adopt(const AttemptRecord& attempt) override;
   // `sbatch --test-only`: Slurm's own reason for a request it can never run.
   absl::Status CheckFits(int nodes, int ranks_per_node) override;
+  // sinfo (nodes) and squeue (the queue); what it cannot read is left out.
+  ExecutorCluster DescribeCluster() override;
 
  private:
   std::vector<std::string> SbatchArgs(int nodes, int ranks_per_node) const;

@@ -83,5 +83,19 @@ TEST(SlurmExecutor, SrunsLinesNameTheRanksThatFailedAndTheirNodes) {
   EXPECT_TRUE(ParseSrunTaskErrors("").empty());
 }
 
+TEST(SlurmExecutor, SinfoLinesBecomeNodesWithAllTheirPartitions) {
+  const std::vector<ExecutorCluster::Node> nodes = ParseSinfoNodes(
+      "node1|mixed|2|1/1/0/2|(null)|debug*\n"
+      "node1|mixed|2|1/1/0/2|(null)|long\n"
+      "gpu7|idle|64|0/64/0/64|gpu:8|gpu\n");
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_EQ(nodes[0].name, "node1");
+  EXPECT_EQ(nodes[0].state, "mixed");
+  EXPECT_EQ(nodes[0].cpus, 2);
+  EXPECT_EQ(nodes[0].cpus_allocated, 1);
+  EXPECT_EQ(nodes[0].partitions, (std::vector<std::string>{"debug", "long"}));
+  EXPECT_EQ(nodes[1].gres, "gpu:8");
+}
+
 }  // namespace
 }  // namespace matbert
