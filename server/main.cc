@@ -289,6 +289,14 @@ int main(int argc, char** argv) {
                          slurm.partition.empty() ? "" : ", partition " + slurm.partition, ")")
           : absl::StrCat(devices->size(), " ",
                          (*devices)[0].kind == "gpu" ? "GPU(s)" : "CPU slot(s)");
+  if (under_slurm) {
+    // Ranks on other nodes read their spec and write logs and checkpoints here. A single-host
+    // cluster (as in the tests) works on any filesystem, so this warns rather than refuses.
+    if (absl::Status shared = matbert::CheckSharedFilesystem((*coordinator)->options().state_dir);
+        !shared.ok()) {
+      spdlog::warn("--state-dir: {}", std::string(shared.message()));
+    }
+  }
   spdlog::info(
       "matbertd {} listening on {}; {}; state in {}{}{}", MATBERT_VERSION, listen, kinds,
       (*coordinator)->options().state_dir,

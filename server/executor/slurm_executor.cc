@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <chrono>
 
@@ -252,6 +253,33 @@ void SlurmExecutor::Signal(const AttemptRecord& attempt, int signal) {
 absl::Status SlurmExecutor::Adopt(const AttemptRecord& attempt) {
   (void)attempt;  // the Slurm job id is all Poll and Signal need
   return absl::OkStatus();
+}
+
+absl::Status CheckSharedFilesystem(const std::string& dir) {
+  struct statfs fs;
+  if (::statfs(dir.c_str(), &fs) != 0) return ErrnoStatus(errno, "cannot inspect", dir);
+  // linux/magic.h and the file systems' own headers.
+  struct Kind {
+    unsigned long magic;
+    const char* name;
+    bool shared;
+  };
+  static constexpr Kind kKinds[] = {
+      {0x6969, "nfs", true},        {0xFF534D42, "cifs", true},   {0x0BD00BD0, "lustre", true},
+      {0x47504653, "gpfs", true},   {0x00C36400, "ceph", true},   {0x19830326, "beegfs", true},
+      {0x65735546, "fuse", true},   {0xEF53, "ext2/3/4", false},  {0x58465342, "xfs", false},
+      {0x9123683E, "btrfs", false}, {0x01021994, "tmpfs", false}, {0x794C7630, "overlayfs", false},
+      {0x2FC12FC1, "zfs", false},
+  };
+  for (const Kind& k : kKinds) {
+    if (static_cast<unsigned long>(fs.f_type) != k.magic) continue;
+    if (k.shared) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " is on a local filesystem (", k.name,
+                     "); Slurm's nodes must see the state "
+                     "directory at the same path (NFS, Lustre, GPFS, CephFS, BeeGFS, …)"));
+  }
+  return absl::OkStatus();  // unknown: give it the benefit of the doubt
 }
 
 std::vector<ExecutorCluster::Node> ParseSinfoNodes(const std::string& output) {

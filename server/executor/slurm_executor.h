@@ -42,6 +42,11 @@ ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& in
 // Lines of `sinfo -h -N -o %N|%T|%c|%C|%G|%P` (one per node and partition) as nodes.
 std::vector<ExecutorCluster::Node> ParseSinfoNodes(const std::string& output);
 
+// Whether `dir` is on a filesystem that compute nodes can share (NFS, Lustre, GPFS, CephFS,
+// BeeGFS, …): OK, or FAILED_PRECONDITION naming the local filesystem it is on. A heuristic
+// from statfs(2)'s type; a shared mount of another kind reads as local.
+absl::Status CheckSharedFilesystem(const std::string& dir);
+
 // What srun said of the ranks that ended badly, from its lines in the batch output
 // ("srun: error: node2: task 1: Killed", "… tasks 0-1: Exited with exit code 3"): by rank,
 // with the node in `why` ("on node node2 was killed by signal 9 (Killed)").

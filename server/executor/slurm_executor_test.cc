@@ -97,5 +97,16 @@ TEST(SlurmExecutor, SinfoLinesBecomeNodesWithAllTheirPartitions) {
   EXPECT_EQ(nodes[1].gres, "gpu:8");
 }
 
+TEST(SlurmExecutor, TheStateDirectorysFilesystemIsNamedWhenLocal) {
+  // /proc is procfs, neither listed as local nor shared: accepted.
+  EXPECT_TRUE(CheckSharedFilesystem("/proc").ok());
+  EXPECT_EQ(CheckSharedFilesystem("/nonexistent/state").code(), absl::StatusCode::kNotFound);
+  // /dev/shm is tmpfs on Linux: refused, naming it.
+  const absl::Status shm = CheckSharedFilesystem("/dev/shm");
+  EXPECT_EQ(shm.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(shm.message().find("/dev/shm is on a local filesystem (tmpfs)"), std::string::npos)
+      << shm;
+}
+
 }  // namespace
 }  // namespace matbert
