@@ -117,8 +117,11 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertEqual(slurm_losses, local_losses)
 
     def test_cluster_shows_slurms_nodes_partitions_and_queue(self):
-        job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1")
+        job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
+                             "job.priority=5")
         self.wait(self.daemon, job_id, {"RUNNING"})
+        self.assertIn("Nice=995", self.cluster.scontrol("show", "job", self.slurm_job_of(job_id)),
+                      "job.priority maps onto Slurm's nice")
         stub = v1["csg"].ClusterServiceStub(self.daemon.channel)
         cluster = stub.GetCluster(v1["cs"].GetClusterRequest(), timeout=30)
         self.daemon.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id, force=True))

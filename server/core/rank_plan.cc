@@ -14,6 +14,7 @@ AttemptPlan PlanAttempt(const JobRecord& job, const RankPlanInput& input) {
   plan.attempt = input.attempt;
   plan.run_dir = input.run_dir;
   plan.nodes = std::max(1, job.nodes);
+  plan.priority = job.priority;
   const std::string spec = RunSpecPath(input.run_dir);
   int world = static_cast<int>(input.devices.size());
   std::vector<std::string> argv;

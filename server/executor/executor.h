@@ -29,6 +29,7 @@ struct AttemptPlan {
   int attempt = 0;
   std::string run_dir;            // the working directory of every rank
   int nodes = 1;                  // hosts; ranks.size() / nodes ranks on each
+  int priority = 0;               // job.priority, -1000..1000: higher runs first
   int64_t resumed_from_step = 0;  // 0 = a fresh start
   std::vector<RankLaunch> ranks;  // by rank
 };

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/match.h"
@@ -131,6 +132,11 @@ std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output) {
   return out;
 }
 
+std::string SlurmNice(int priority) {
+  // A larger nice is a lower priority, and only an operator may go below 0.
+  return absl::StrCat("--nice=", 1000 - std::clamp(priority, -1000, 1000));
+}
+
 std::vector<std::string> SlurmExecutor::SbatchArgs(int nodes, int ranks_per_node) const {
   // --no-requeue: a failed attempt is retried by matbertd, from its newest checkpoint, as a
   // new Slurm job; Slurm requeueing the same one behind its back would hide the failure.
@@ -172,7 +178,8 @@ Executor::Started SlurmExecutor::Start(const AttemptPlan& plan) {
   }
   std::vector<std::string> argv = SbatchArgs(nodes, per_node);
   argv.insert(argv.end(),
-              {absl::StrCat("--job-name=matbert-", plan.job_id, "-", plan.attempt),
+              {SlurmNice(plan.priority),
+               absl::StrCat("--job-name=matbert-", plan.job_id, "-", plan.attempt),
                "--chdir=" + plan.run_dir,
                absl::StrCat("--output=", plan.run_dir, "/logs/sbatch-", plan.attempt, ".log"),
                script_path});

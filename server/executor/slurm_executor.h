@@ -39,6 +39,10 @@ SlurmJobInfo ParseScontrolJob(const std::string& line);
 // How the ranks of a Slurm job in `info` are, as one ProcessStatus for all of them.
 ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& info);
 
+// job.priority (-1000..1000, higher first) as sbatch's --nice (0..2000, lower first): among
+// matbert's jobs Slurm keeps matbertd's order, and none outranks other users' jobs.
+std::string SlurmNice(int priority);
+
 // Lines of `sinfo -h -N -o %N|%T|%c|%C|%G|%P` (one per node and partition) as nodes.
 std::vector<ExecutorCluster::Node> ParseSinfoNodes(const std::string& output);
 

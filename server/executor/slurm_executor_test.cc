@@ -108,5 +108,12 @@ TEST(SlurmExecutor, TheStateDirectorysFilesystemIsNamedWhenLocal) {
       << shm;
 }
 
+TEST(SlurmExecutor, PriorityBecomesNiceInTheSameOrder) {
+  EXPECT_EQ(SlurmNice(0), "--nice=1000");
+  EXPECT_EQ(SlurmNice(1000), "--nice=0");
+  EXPECT_EQ(SlurmNice(-1000), "--nice=2000");
+  EXPECT_EQ(SlurmNice(5), "--nice=995");
+}
+
 }  // namespace
 }  // namespace matbert
