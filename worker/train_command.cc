@@ -129,6 +129,9 @@ int TrainCommand::Run(CoordinatorReporter* reporter) {
   absl::StatusOr<TrainResult> result = (*module)->train(options);
   if (!result.ok()) {
     error_ = std::string(result.status().message());
+    // A stop signal can interrupt what was under way (the store's connect fails with EINTR):
+    // say so, or the error reads as the cause.
+    if (g_stop.load()) error_ = "interrupted by a stop signal: " + error_;
     absl::FPrintF(stderr, "matbert-worker train: %s\n", error_);
     return ExitCodeFor(result.status());
   }

@@ -132,6 +132,28 @@ std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output) {
   return out;
 }
 
+std::vector<ProcessStatus> StatusOfEndedRanks(const std::string& job_id, const SlurmJobInfo& info,
+                                              const std::string& batch_output,
+                                              const std::vector<int>& ranks) {
+  const ProcessStatus job = StatusOfSlurmJob(job_id, info);
+  // Only a job that FAILED ended by its ranks' doing; CANCELLED, NODE_FAIL, TIMEOUT and the
+  // like ended from outside, and what srun says of the ranks then is the consequence (a rank
+  // interrupted while it connects exits 1), not the cause.
+  const std::map<int, ProcessStatus> tasks =
+      info.state == "FAILED" ? ParseSrunTaskErrors(batch_output) : std::map<int, ProcessStatus>{};
+  std::vector<ProcessStatus> out;
+  for (int rank : ranks) {
+    if (tasks.empty()) {
+      out.push_back(job);
+      continue;
+    }
+    // srun names the ranks that failed; the others ended as it stopped them.
+    auto it = tasks.find(rank);
+    out.push_back(it != tasks.end() ? it->second : ProcessStatus{ProcessStatus::kExited, 0});
+  }
+  return out;
+}
+
 std::string SlurmNice(int priority) {
   // A larger nice is a lower priority, and only an operator may go below 0.
   return absl::StrCat("--nice=", 1000 - std::clamp(priority, -1000, 1000));
@@ -215,20 +237,10 @@ std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
       const SlurmJobInfo info = ParseScontrolJob(r->out);
       status = StatusOfSlurmJob(id, info);
       if (status.kind != ProcessStatus::kRunning && status.kind != ProcessStatus::kWaiting) {
-        // Ended: where srun says which ranks failed, those carry the failure and the others
-        // ended as it stopped them; otherwise (scancel, a node lost) it is the job's alone.
         absl::StatusOr<std::string> output = ReadFileToString(info.std_out);
-        const std::map<int, ProcessStatus> tasks =
-            output.ok() ? ParseSrunTaskErrors(*output) : std::map<int, ProcessStatus>{};
-        if (!tasks.empty()) {
-          std::vector<ProcessStatus> ranks;
-          for (const WorkerProcess& w : attempt.workers) {
-            auto it = tasks.find(w.rank);
-            ranks.push_back(it != tasks.end() ? it->second
-                                              : ProcessStatus{ProcessStatus::kExited, 0});
-          }
-          return ranks;
-        }
+        std::vector<int> ranks;
+        for (const WorkerProcess& w : attempt.workers) ranks.push_back(w.rank);
+        return StatusOfEndedRanks(id, info, output.ok() ? *output : std::string(), ranks);
       }
     } else if (r.ok() && absl::StrContains(r->err, "Invalid job id")) {
       // Forgotten by Slurm (MinJobAge passed): how it ended can no longer be learnt.

@@ -56,6 +56,13 @@ absl::Status CheckSharedFilesystem(const std::string& dir);
 // with the node in `why` ("on node node2 was killed by signal 9 (Killed)").
 std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output);
 
+// Each of `ranks` once its Slurm job has ended: for a job that FAILED, the ranks srun names in
+// `batch_output` carry the failure and the others ended cleanly; for any other end (CANCELLED,
+// NODE_FAIL, TIMEOUT, …) every rank carries the job's own state, the cause.
+std::vector<ProcessStatus> StatusOfEndedRanks(const std::string& job_id, const SlurmJobInfo& info,
+                                              const std::string& batch_output,
+                                              const std::vector<int>& ranks);
+
 class SlurmExecutor : public Executor {
  public:
   explicit SlurmExecutor(SlurmOptions options) : options_(std::move(options)) {}

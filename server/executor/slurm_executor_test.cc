@@ -83,6 +83,40 @@ TEST(SlurmExecutor, SrunsLinesNameTheRanksThatFailedAndTheirNodes) {
   EXPECT_TRUE(ParseSrunTaskErrors("").empty());
 }
 
+TEST(SlurmExecutor, AJobEndedFromOutsideBlamesSlurmNotTheRanksItInterrupted) {
+  // scancel from outside while rank 1 was still connecting: srun reports its exit 1, but the
+  // cause is the cancel (as seen in CI, where the rank's line hid it).
+  const std::string output =
+      "srun: error: mb201n2: task 1: Exited with exit code 1\n"
+      "srun: error: mb201n1: task 0: Terminated\n";
+  SlurmJobInfo cancelled;
+  cancelled.state = "CANCELLED";
+  cancelled.exit_signal = SIGTERM;
+  for (const ProcessStatus& rank : StatusOfEndedRanks("15", cancelled, output, {0, 1})) {
+    EXPECT_EQ(rank.kind, ProcessStatus::kSignaled);
+    EXPECT_EQ(rank.Describe(), "ended with Slurm job 15: CANCELLED");
+  }
+  SlurmJobInfo node_fail;
+  node_fail.state = "NODE_FAIL";
+  node_fail.reason = "NodeDown";
+  EXPECT_EQ(StatusOfEndedRanks("15", node_fail, output, {1})[0].Describe(),
+            "ended with Slurm job 15: NODE_FAIL (NodeDown)");
+
+  // A job that FAILED did so by its ranks: the ones srun names carry it, the rest ended clean.
+  SlurmJobInfo failed;
+  failed.state = "FAILED";
+  failed.exit_code = 1;
+  const std::vector<ProcessStatus> ranks =
+      StatusOfEndedRanks("15", failed, "srun: error: mb201n2: task 1: Killed\n", {0, 1});
+  ASSERT_EQ(ranks.size(), 2u);
+  EXPECT_EQ(ranks[0].kind, ProcessStatus::kExited);
+  EXPECT_EQ(ranks[0].code, 0);
+  EXPECT_EQ(ranks[1].Describe(), "on node mb201n2 was killed by signal 9 (Killed)");
+  // … and without srun's lines the job's own state speaks for all of them.
+  EXPECT_EQ(StatusOfEndedRanks("15", failed, "", {0, 1})[1].Describe(),
+            "ended with Slurm job 15: FAILED, exit code 1");
+}
+
 TEST(SlurmExecutor, SinfoLinesBecomeNodesWithAllTheirPartitions) {
   const std::vector<ExecutorCluster::Node> nodes = ParseSinfoNodes(
       "node1|mixed|2|1/1/0/2|(null)|debug*\n"
