@@ -149,7 +149,11 @@ PartitionName=debug Nodes={",".join(self.nodes)} Default=YES MaxTime=INFINITE St
         _run("slurmctld", "-f", self.conf, env=self.env)
         for node in self.nodes:
             self.start_node(node)
-        deadline = time.time() + 30
+        self.wait_idle()
+
+    def wait_idle(self, timeout=30):
+        """Until every node is idle in sinfo (after start, or after a node's restart)."""
+        deadline = time.time() + timeout
         while time.time() < deadline:
             out = _run("sinfo", "-h", "-o", "%n %T", env=self.env, check=False).stdout
             states = dict(line.split() for line in out.splitlines() if line.strip())
@@ -158,9 +162,16 @@ PartitionName=debug Nodes={",".join(self.nodes)} Default=YES MaxTime=INFINITE St
             time.sleep(0.5)
         raise RuntimeError(f"Slurm nodes did not come up: {out}\n" + self.logs())
 
-    def start_node(self, node):
-        _run("nsenter", f"--net=/var/run/netns/{self.netns(node)}", "slurmd", "-f", self.conf,
-             "-N", node, env=self.env)
+    def start_node(self, node, hide=None):
+        """Starts the node's slurmd; with `hide`, in a mount namespace of its own where that
+        directory is an empty tmpfs: a node that does not share it, as on a cluster whose
+        state directory is on a local disk."""
+        argv = ["nsenter", f"--net=/var/run/netns/{self.netns(node)}", "slurmd", "-f", self.conf,
+                "-N", node]
+        if hide:
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount -t tmpfs matbert-hidden "$0" && exec "$@"', hide] + argv
+        _run(*argv, env=self.env)
         self.slurmd[node] = self._pid(os.path.join(self.dir, f"slurmd-{node}.pid"))
 
     def stop_node(self, node):

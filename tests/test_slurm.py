@@ -1,7 +1,8 @@
 """matbertd --backend slurm against a real Slurm cluster of two nodes in network namespaces
 (tests/slurm_cluster.py): a job's ranks on two hosts train exactly as on one, cancel leaves
-nothing behind, a request Slurm can never satisfy fails at submission, and a Slurm job
-cancelled from outside fails its matbert job naming Slurm."""
+nothing behind, a request Slurm can never satisfy fails at submission, a Slurm job
+cancelled from outside fails its matbert job naming Slurm, and a node that does not share the
+state directory is named as the cause."""
 import argparse
 import json
 import os
@@ -227,7 +228,32 @@ class SlurmExecutorTest(unittest.TestCase):
         job = self.wait(self.daemon, job_id, {"SUCCEEDED", "FAILED"}, timeout=300)
         self.assertEqual(state_name(job), "SUCCEEDED", job.failure)
 
-    def test_scancel_from_outside_fails_the_job_naming_slurm(self):
+    def test_a_node_without_the_state_directory_is_named_as_the_cause(self):
+        # Each node in turn restarts in a mount namespace where matbertd's state directory is
+        # an empty tmpfs, as a node whose disk holds a local copy of the path.
+        expected = {self.cluster.nodes[1]: r"^rank 1 could not be launched by srun: .*"
+                                           r"rank-1\.log: matbertd's state directory must be on "
+                                           r"a filesystem every node shares",
+                    self.cluster.nodes[0]: r"^rank 0 ended with Slurm job \d+: FAILED.*; its "
+                                           r"output .*sbatch-1\.log never appeared here: the "
+                                           r"nodes of the job .* do not all see matbertd's state "
+                                           r"directory at the same path"}
+        for node, failure in expected.items():
+            self.cluster.stop_node(node)
+            try:
+                self.cluster.start_node(node, hide=self.daemon.state_dir)
+                self.cluster.wait_idle()
+                job_id = self.submit(self.daemon, "training.steps=20", "job.nodes=2",
+                                     "job.gpus=1", "job.max_restarts=0")
+                job = self.wait(self.daemon, job_id, {"FAILED", "SUCCEEDED"}, timeout=60)
+            finally:
+                self.cluster.stop_node(node)
+                self.cluster.start_node(node)
+                self.cluster.wait_idle()
+            self.assertEqual(state_name(job), "FAILED")
+            self.assertRegex(job.failure, failure)
+
+
         job_id = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
                              "job.max_restarts=0")
         self.wait(self.daemon, job_id, {"RUNNING"})

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/dist_env.h"
@@ -132,15 +133,50 @@ std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output) {
   return out;
 }
 
+std::map<int, ProcessStatus> ParseSrunLaunchFailures(const std::string& output,
+                                                     const std::string& log_pattern) {
+  std::map<int, ProcessStatus> out;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    // srun: error: task 1 launch failed: Slurmd could not connect IO
+    if (!absl::ConsumePrefix(&line, "srun: error: task ")) continue;
+    std::pair<absl::string_view, absl::string_view> parts =
+        absl::StrSplit(line, absl::MaxSplits(" launch failed: ", 1));
+    int task = 0;
+    if (parts.second.empty() || !absl::SimpleAtoi(parts.first, &task)) continue;
+    // The usual cause on a working cluster: slurmstepd cannot open the rank's output file
+    // (srun --output) because the node does not see the run directory.
+    out.emplace(
+        task,
+        ProcessStatus{ProcessStatus::kExited, 1,
+                      absl::StrCat("could not be launched by srun: ", parts.second,
+                                   " (as when its node cannot open ",
+                                   absl::StrReplaceAll(log_pattern, {{"%t", absl::StrCat(task)}}),
+                                   ": matbertd's state directory must be on a "
+                                   "filesystem every node shares; docs/slurm.md)")});
+  }
+  return out;
+}
+
 std::vector<ProcessStatus> StatusOfEndedRanks(const std::string& job_id, const SlurmJobInfo& info,
-                                              const std::string& batch_output,
+                                              const std::optional<std::string>& batch_output,
                                               const std::vector<int>& ranks) {
-  const ProcessStatus job = StatusOfSlurmJob(job_id, info);
+  ProcessStatus job = StatusOfSlurmJob(job_id, info);
+  if (info.state == "FAILED" && !batch_output.has_value() && !info.std_out.empty()) {
+    // The node that ran the batch script wrote its output into the run directory, or would
+    // have: that it never appeared here means the nodes do not share matbertd's state
+    // directory, and nothing the ranks could say will reach it either.
+    absl::StrAppend(&job.why, "; its output ", info.std_out,
+                    " never appeared here: the nodes of the job (",
+                    info.node_list.empty() ? "?" : info.node_list,
+                    ") do not all see matbertd's state directory at the same path (it must be "
+                    "on a filesystem every node shares; docs/slurm.md)");
+  }
   // Only a job that FAILED ended by its ranks' doing; CANCELLED, NODE_FAIL, TIMEOUT and the
   // like ended from outside, and what srun says of the ranks then is the consequence (a rank
   // interrupted while it connects exits 1), not the cause.
-  const std::map<int, ProcessStatus> tasks =
-      info.state == "FAILED" ? ParseSrunTaskErrors(batch_output) : std::map<int, ProcessStatus>{};
+  const std::map<int, ProcessStatus> tasks = info.state == "FAILED" && batch_output.has_value()
+                                                 ? ParseSrunTaskErrors(*batch_output)
+                                                 : std::map<int, ProcessStatus>{};
   std::vector<ProcessStatus> out;
   for (int rank : ranks) {
     if (tasks.empty()) {
@@ -236,11 +272,29 @@ std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
     if (r.ok() && r->exit_code == 0) {
       const SlurmJobInfo info = ParseScontrolJob(r->out);
       status = StatusOfSlurmJob(id, info);
+      if (status.kind == ProcessStatus::kRunning && !info.std_out.empty()) {
+        // A rank srun could not launch leaves the job RUNNING with the others waiting for it;
+        // srun says so at once in the batch output.
+        absl::StatusOr<std::string> output = ReadFileToString(info.std_out);
+        const std::string dir = info.std_out.substr(0, info.std_out.rfind('/') + 1);
+        const std::map<int, ProcessStatus> failed =
+            output.ok() ? ParseSrunLaunchFailures(*output, dir + "rank-%t.log")
+                        : std::map<int, ProcessStatus>{};
+        if (!failed.empty()) {
+          std::vector<ProcessStatus> ranks;
+          for (const WorkerProcess& w : attempt.workers) {
+            auto it = failed.find(w.rank);
+            ranks.push_back(it != failed.end() ? it->second : ProcessStatus{});
+          }
+          return ranks;
+        }
+      }
       if (status.kind != ProcessStatus::kRunning && status.kind != ProcessStatus::kWaiting) {
         absl::StatusOr<std::string> output = ReadFileToString(info.std_out);
         std::vector<int> ranks;
         for (const WorkerProcess& w : attempt.workers) ranks.push_back(w.rank);
-        return StatusOfEndedRanks(id, info, output.ok() ? *output : std::string(), ranks);
+        return StatusOfEndedRanks(
+            id, info, output.ok() ? std::optional<std::string>(*output) : std::nullopt, ranks);
       }
     } else if (r.ok() && absl::StrContains(r->err, "Invalid job id")) {
       // Forgotten by Slurm (MinJobAge passed): how it ended can no longer be learnt.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,10 +59,18 @@ std::map<int, ProcessStatus> ParseSrunTaskErrors(const std::string& output);
 
 // Each of `ranks` once its Slurm job has ended: for a job that FAILED, the ranks srun names in
 // `batch_output` carry the failure and the others ended cleanly; for any other end (CANCELLED,
-// NODE_FAIL, TIMEOUT, …) every rank carries the job's own state, the cause.
+// NODE_FAIL, TIMEOUT, …) every rank carries the job's own state, the cause. A FAILED job
+// whose output (info.std_out) is absent here (`batch_output` empty) ran on nodes that do not
+// share matbertd's state directory, and the reason says so.
 std::vector<ProcessStatus> StatusOfEndedRanks(const std::string& job_id, const SlurmJobInfo& info,
-                                              const std::string& batch_output,
+                                              const std::optional<std::string>& batch_output,
                                               const std::vector<int>& ranks);
+
+// Ranks srun could not launch at all ("srun: error: task 1 launch failed: Slurmd could not
+// connect IO"), which leave the job RUNNING with the other ranks waiting; `log_pattern` is the
+// ranks' --output ("…/logs/rank-%t.log"), named in `why` as the likely cause.
+std::map<int, ProcessStatus> ParseSrunLaunchFailures(const std::string& output,
+                                                     const std::string& log_pattern);
 
 class SlurmExecutor : public Executor {
  public:

@@ -117,6 +117,41 @@ TEST(SlurmExecutor, AJobEndedFromOutsideBlamesSlurmNotTheRanksItInterrupted) {
             "ended with Slurm job 15: FAILED, exit code 1");
 }
 
+TEST(SlurmExecutor, ARankSrunCouldNotLaunchNamesItsLogFile) {
+  // As srun 22.05 writes it when slurmstepd on the rank's node cannot open srun --output.
+  const std::map<int, ProcessStatus> failed = ParseSrunLaunchFailures(
+      "srun: error: task 1 launch failed: Slurmd could not connect IO\n"
+      "srun: error: mb1n1: task 0: Terminated\n"
+      "srun: error: task x launch failed: garbage\n",
+      "/srv/runs/4/logs/rank-%t.log");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed.at(1).kind, ProcessStatus::kExited);
+  EXPECT_EQ(failed.at(1).Describe(),
+            "could not be launched by srun: Slurmd could not connect IO (as when its node "
+            "cannot open /srv/runs/4/logs/rank-1.log: matbertd's state directory must be on a "
+            "filesystem every node shares; docs/slurm.md)");
+  EXPECT_TRUE(ParseSrunLaunchFailures("srun: error: mb1n2: task 1: Killed\n", "x").empty());
+}
+
+TEST(SlurmExecutor, AFailedJobWhoseOutputNeverAppearedNamesTheUnsharedStateDirectory) {
+  SlurmJobInfo failed;
+  failed.state = "FAILED";
+  failed.exit_code = 1;
+  failed.node_list = "node[1-2]";
+  failed.std_out = "/srv/matbert/runs/4/logs/sbatch-1.log";
+  EXPECT_EQ(StatusOfEndedRanks("15", failed, std::nullopt, {0})[0].Describe(),
+            "ended with Slurm job 15: FAILED, exit code 1; its output "
+            "/srv/matbert/runs/4/logs/sbatch-1.log never appeared here: the nodes of the job "
+            "(node[1-2]) do not all see matbertd's state directory at the same path (it must "
+            "be on a filesystem every node shares; docs/slurm.md)");
+  // Cancelled before it ran: no output is expected, and none is blamed.
+  SlurmJobInfo cancelled;
+  cancelled.state = "CANCELLED";
+  cancelled.std_out = failed.std_out;
+  EXPECT_EQ(StatusOfEndedRanks("15", cancelled, std::nullopt, {0})[0].Describe(),
+            "ended with Slurm job 15: CANCELLED");
+}
+
 TEST(SlurmExecutor, SinfoLinesBecomeNodesWithAllTheirPartitions) {
   const std::vector<ExecutorCluster::Node> nodes = ParseSinfoNodes(
       "node1|mixed|2|1/1/0/2|(null)|debug*\n"
