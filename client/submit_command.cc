@@ -32,6 +32,9 @@ int RunSubmit(Connection& conn, const SubmitOptions& options) {
     absl::FPrintF(stderr, "matbertctl submit: %s\n", spec.status().message());
     return kCtlError;
   }
+  for (const std::string& note : spec->notes) {
+    if (!options.quiet) absl::FPrintF(stderr, "matbertctl submit: note: %s\n", note);
+  }
   v1::SubmitJobRequest request;
   request.set_spec_toml(spec->ToToml());
   request.set_source_name(options.file);

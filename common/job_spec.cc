@@ -184,9 +184,11 @@ const std::vector<KeyDef>& Keys() {
         Float("training", "beta2", &J::training, &TrainingSection::beta2, 0, 0.999999999),
         Float("training", "eps", &J::training, &TrainingSection::eps, 0, 1, true),
         Int("training", "warmup_steps", &J::training, &TrainingSection::warmup_steps, 0, kBig),
+        Float("training", "warmup_ratio", &J::training, &TrainingSection::warmup_ratio, 0, 1),
         String("training", "schedule", &J::training, &TrainingSection::schedule,
                {"constant", "linear", "cosine"}),
         Int("training", "cooldown_steps", &J::training, &TrainingSection::cooldown_steps, 0, kBig),
+        Float("training", "cooldown_ratio", &J::training, &TrainingSection::cooldown_ratio, 0, 1),
         Float("training", "min_lr_ratio", &J::training, &TrainingSection::min_lr_ratio, 0, 1),
         Float("training", "clip_grad_norm", &J::training, &TrainingSection::clip_grad_norm, 0, 1e6),
         String("training", "mixed_precision", &J::training, &TrainingSection::mixed_precision,
@@ -304,6 +306,30 @@ struct Assignment {
 absl::Status Apply(JobSpec& spec, const Assignment& a) {
   ASSIGN_OR_RETURN(Value v, Convert(*a.key, *a.value, a.where));
   a.key->set(spec, v);
+  // A phase given in steps after one given as a ratio (an override on a config with a ratio)
+  // replaces it; a ratio above 0 replaces the steps.
+  if (a.key->full() == "training.warmup_steps") spec.training.warmup_ratio = 0;
+  if (a.key->full() == "training.cooldown_steps") spec.training.cooldown_ratio = 0;
+  return absl::OkStatus();
+}
+
+// One source that gives a phase both in steps and as a ratio above 0 is ambiguous.
+absl::Status CheckPhasesGivenOnce(const std::vector<Assignment>& assignments,
+                                  const std::string& source) {
+  for (const char* phase : {"warmup", "cooldown"}) {
+    const std::string steps = absl::StrCat("training.", phase, "_steps");
+    const std::string ratio = absl::StrCat("training.", phase, "_ratio");
+    bool has_steps = false, has_ratio = false;
+    for (const Assignment& a : assignments) {
+      has_steps |= a.key->full() == steps;
+      has_ratio |= a.key->full() == ratio && a.value->value_or(0.0) > 0;
+    }
+    if (has_steps && has_ratio) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", steps, " and ", ratio,
+                                                     " are both set; set one (a ratio is a "
+                                                     "fraction of training.steps)"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -364,14 +390,35 @@ absl::Status CrossValidate(const JobSpec& s, const std::string& source) {
                                      "length m*n+2",
                                      s.matrix.row_sep ? "+(m-1)" : "", " = ", s.SequenceLength(),
                                      ", got ", s.model.max_position_embeddings)));
-  RETURN_IF_ERROR(Check(s.training.warmup_steps + s.training.cooldown_steps <= s.training.steps,
-                        absl::StrCat(at, "training.warmup_steps + training.cooldown_steps (",
-                                     s.training.warmup_steps + s.training.cooldown_steps,
-                                     ") must be <= training.steps (", s.training.steps, ")")));
   RETURN_IF_ERROR(Check(s.generate.shards <= s.generate.n_samples,
                         absl::StrCat(at, "generate.shards must be in 1..generate.n_samples = ",
                                      s.generate.n_samples, ", got ", s.generate.shards)));
   return absl::OkStatus();
+}
+
+// Warmup and cooldown as the steps this run uses: ratios become steps, and phases longer than
+// the run together shrink in proportion (so `--training.steps 10` works with any config),
+// with a note that says so.
+void ResolvePhases(JobSpec& spec) {
+  TrainingSection& t = spec.training;
+  const auto of_run = [&](double ratio) {
+    return static_cast<int64_t>(std::llround(ratio * static_cast<double>(t.steps)));
+  };
+  const int64_t warmup = t.warmup_ratio > 0 ? of_run(t.warmup_ratio) : t.warmup_steps;
+  const int64_t cooldown = t.cooldown_ratio > 0 ? of_run(t.cooldown_ratio) : t.cooldown_steps;
+  t.warmup_steps = warmup;
+  t.cooldown_steps = cooldown;
+  // From here on the spec holds steps (what ToToml writes and the schedule reads).
+  t.warmup_ratio = 0;
+  t.cooldown_ratio = 0;
+  if (warmup + cooldown <= t.steps) return;
+  const double scale = static_cast<double>(t.steps) / static_cast<double>(warmup + cooldown);
+  t.warmup_steps = static_cast<int64_t>(std::floor(static_cast<double>(warmup) * scale));
+  t.cooldown_steps = static_cast<int64_t>(std::floor(static_cast<double>(cooldown) * scale));
+  spec.notes.push_back(absl::StrCat("training.warmup_steps ", warmup, " + training.cooldown_steps ",
+                                    cooldown, " are longer than training.steps ", t.steps,
+                                    ": shrunk in proportion to ", t.warmup_steps, " + ",
+                                    t.cooldown_steps));
 }
 
 std::shared_ptr<toml::node> ParseOverrideValue(const std::string& text) {
@@ -477,6 +524,7 @@ absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::str
       assignments.push_back({def, copy, Where(source_name, node)});
     }
   }
+  RETURN_IF_ERROR(CheckPhasesGivenOnce(assignments, source_name));
   for (const Override& o : overrides) {
     std::string key = o.key;
     std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('.', 1));
@@ -513,6 +561,7 @@ absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view toml_text, const std::str
   for (const Assignment& a : assignments) RETURN_IF_ERROR(Apply(spec, a));
   if (spec.job.name.empty()) spec.job.name = std::filesystem::path(source_name).stem().string();
   RETURN_IF_ERROR(CrossValidate(spec, source_name));
+  ResolvePhases(spec);
   return spec;
 }
 

@@ -63,9 +63,14 @@ struct TrainingSection {
   double lr = 3e-4;
   double weight_decay = 0.01;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  // Warmup and cooldown, in steps or as fractions of `steps` (a ratio above 0 replaces the
+  // steps). Once parsed they hold the steps the run uses: shrunk in proportion when the
+  // phases together are longer than the run (JobSpec::notes says so).
   int64_t warmup_steps = 100;
-  std::string schedule = "cosine";       // "constant" | "linear" | "cosine" (after warmup)
-  int64_t cooldown_steps = 0;            // final linear decay to 0
+  double warmup_ratio = 0;
+  std::string schedule = "cosine";  // "constant" | "linear" | "cosine" (after warmup)
+  int64_t cooldown_steps = 0;       // final linear decay to 0
+  double cooldown_ratio = 0;
   double min_lr_ratio = 0.0;             // floor of linear/cosine decay, as a fraction of lr
   double clip_grad_norm = 1.0;           // 0 = no clipping
   std::string mixed_precision = "auto";  // "auto" (bf16 on CUDA) | "no" | "bf16"
@@ -97,6 +102,9 @@ struct JobSpec {
   TrainingSection training;
   CheckpointSection checkpoint;
   GenerateSection generate;
+  // What parsing changed and the user should hear once ("training.warmup_steps 100 + …
+  // shrunk …"); not part of the spec, not in ToToml.
+  std::vector<std::string> notes;
 
   // vocab_size of the model: 2 n_sigma 10^prec + 5 (+1 with row separators).
   int64_t VocabSize() const;

@@ -45,6 +45,69 @@ TEST(JobSpecTest, DefaultsAndValues) {
   EXPECT_FALSE(spec->checkpoint.load_step.has_value());
 }
 
+TEST(JobSpecTest, WarmupAndCooldownShrinkToFitAnyStepCount) {
+  struct Case {
+    std::string training;
+    int64_t warmup, cooldown;
+    std::string note;  // "" = none
+  };
+  const Case cases[] = {
+      {"steps = 1000\nwarmup_steps = 100\ncooldown_steps = 50", 100, 50, ""},
+      {"steps = 10\nwarmup_steps = 100", 10, 0,
+       "training.warmup_steps 100 + training.cooldown_steps 0 are longer than training.steps "
+       "10: shrunk in proportion to 10 + 0"},
+      {"steps = 10\nwarmup_steps = 60\ncooldown_steps = 40", 6, 4,
+       "training.warmup_steps 60 + training.cooldown_steps 40 are longer than training.steps "
+       "10: shrunk in proportion to 6 + 4"},
+      {"steps = 7\nwarmup_steps = 20\ncooldown_steps = 10", 4, 2,  // floor(4.67), floor(2.33)
+       "training.warmup_steps 20 + training.cooldown_steps 10 are longer than training.steps "
+       "7: shrunk in proportion to 4 + 2"},
+      {"steps = 30\nwarmup_ratio = 0.1\ncooldown_ratio = 0.2", 3, 6, ""},
+      {"steps = 10\nwarmup_ratio = 0.8\ncooldown_ratio = 0.7", 5, 4,
+       "training.warmup_steps 8 + training.cooldown_steps 7 are longer than training.steps 10: "
+       "shrunk in proportion to 5 + 4"},
+  };
+  for (const Case& c : cases) {
+    auto spec = Parse("[training]\n" + c.training + "\n");
+    ASSERT_TRUE(spec.ok()) << c.training << ": " << spec.status();
+    EXPECT_EQ(spec->training.warmup_steps, c.warmup) << c.training;
+    EXPECT_EQ(spec->training.cooldown_steps, c.cooldown) << c.training;
+    EXPECT_EQ(spec->notes,
+              c.note.empty() ? std::vector<std::string>{} : std::vector<std::string>{c.note})
+        << c.training;
+    // The resolved spec parses back to the same phases, with nothing left to say.
+    auto again = Parse(spec->ToToml());
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->training.warmup_steps, c.warmup) << c.training;
+    EXPECT_EQ(again->training.cooldown_steps, c.cooldown) << c.training;
+    EXPECT_TRUE(again->notes.empty()) << c.training;
+  }
+  ExpectError(Parse("[training]\nwarmup_ratio = 1.5\n"),
+              "spec.toml:2: training.warmup_ratio must be a number in [0, 1], got 1.5");
+  ExpectError(Parse("[training]\nwarmup_steps = 5\nwarmup_ratio = 0.25\n"),
+              "spec.toml: training.warmup_steps and training.warmup_ratio are both set; set one "
+              "(a ratio is a fraction of training.steps)");
+  // Across sources the later one wins: an override in steps replaces the file's ratio, and an
+  // override ratio replaces the file's steps.
+  auto steps_over_ratio = Parse("[training]\nsteps = 100\nwarmup_ratio = 0.25\n",
+                                {{"training.warmup_steps", "5", "--training.warmup_steps"}});
+  ASSERT_TRUE(steps_over_ratio.ok()) << steps_over_ratio.status();
+  EXPECT_EQ(steps_over_ratio->training.warmup_steps, 5);
+  auto ratio_over_steps = Parse("[training]\nsteps = 100\nwarmup_steps = 5\n",
+                                {{"training.warmup_ratio", "0.25", "--training.warmup_ratio"}});
+  ASSERT_TRUE(ratio_over_steps.ok()) << ratio_over_steps.status();
+  EXPECT_EQ(ratio_over_steps->training.warmup_steps, 25);
+}
+
+TEST(JobSpecTest, EveryShippedConfigRunsTenSteps) {
+  for (const char* name : {"bert_matcomp.toml", "bert_training.toml", "bert_matcomp_cpu.toml"}) {
+    auto spec =
+        LoadJobSpec(ConfigsDir() + "/" + name, {{"training.steps", "10", "--training.steps"}});
+    ASSERT_TRUE(spec.ok()) << name << ": " << spec.status();
+    EXPECT_LE(spec->training.warmup_steps + spec->training.cooldown_steps, 10) << name;
+  }
+}
+
 TEST(JobSpecTest, ErrorsNameKeyLineAndAllowedValues) {
   ExpectError(Parse("[training]\nsteps = 10\n\nlr = 50\n"),
               "spec.toml:4: training.lr must be a number in (0, 10], got 50");

@@ -99,7 +99,7 @@ def main():
     jobs = []
     for lr, prec in itertools.product(a.lr, a.prec):
         overrides = {**(TINY if a.tiny else {}), "training.lr": lr, "matrix.prec": prec,
-                     "training.steps": a.steps, "training.warmup_steps": max(1, a.steps // 10),
+                     "training.steps": a.steps, "training.warmup_ratio": 0.1,
                      "training.log_every": max(1, a.steps // 20),
                      "training.eval_every": a.steps, "checkpoint.every": a.steps}
         job = client.submit(a.spec, overrides=overrides, name=f"sweep-lr{lr:g}-prec{prec}")

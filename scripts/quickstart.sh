@@ -45,7 +45,7 @@ echo
 
 steps=${QUICKSTART_STEPS:-300}
 job=$("$ctl" submit configs/bert_matcomp_cpu.toml --quiet --name quickstart \
-  --training.steps "$steps" --training.warmup_steps $((steps / 10)) \
+  --training.steps "$steps" \
   --training.log_every $(((steps + 29) / 30)) --training.eval_every $((steps / 3)) \
   --checkpoint.every $((steps / 2)))
 echo "submitted job $job; following it (Ctrl-C stops following, not the job)"

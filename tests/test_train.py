@@ -97,6 +97,39 @@ class TrainTest(unittest.TestCase):
         steps = [r["step"] for r in records(run, "train")]
         self.assertEqual(steps[-3:], [stopped_at + 1, stopped_at + 2, stopped_at + 3])
 
+    def test_every_shipped_config_runs_ten_steps(self):
+        # Phases longer than the run shrink instead of refusing it. The shipped configs keep
+        # their own model, matrix and phases; only the batch and threads are made small.
+        configs = sorted(f for f in os.listdir(ARGS.configs)
+                         if f.endswith(".toml") and f != "matbertd.toml")
+        self.assertGreaterEqual(len(configs), 3)
+        for config in configs:
+            run = os.path.join(self.root, config)
+            train(config, run, "--training.steps", "10", "--training.batch_size", "2",
+                  "--training.log_every", "1", "--training.eval_every", "0",
+                  "--training.eval_samples", "2", "--matrix.dataset", "\"\"",
+                  "--checkpoint.every", "0")
+            self.assertEqual([r["step"] for r in records(run, "train")], list(range(1, 11)),
+                             config)
+            with open(os.path.join(run, "config.toml")) as f:
+                resolved = f.read()
+            self.assertRegex(resolved, r"warmup_steps = ([0-9]|10)\n", config)
+
+    def test_phases_longer_than_the_run_shrink_in_proportion_and_say_so(self):
+        run = os.path.join(self.root, "run")
+        result = train("bert_matcomp_cpu.toml", run, *TINY, "--training.steps", "10",
+                       "--training.warmup_steps", "60", "--training.cooldown_steps", "40",
+                       "--training.schedule", "constant")
+        self.assertIn("note: training.warmup_steps 60 + training.cooldown_steps 40 are longer "
+                      "than training.steps 10: shrunk in proportion to 6 + 4", result.stderr)
+        # Warmup over 6 steps to lr = 1e-3, constant, then cooldown to 0 over the last 4:
+        # lr(s) = 1e-3 * s / 6 for s <= 6, 1e-3 * (10 - s) / 4 after.
+        lrs = [r["lr"] for r in records(run, "train")]
+        want = [1e-3 * s / 6 for s in range(1, 7)] + [1e-3 * (10 - s) / 4 for s in range(7, 11)]
+        self.assertEqual(len(lrs), 10)
+        for step, (got, exp) in enumerate(zip(lrs, want), start=1):
+            self.assertAlmostEqual(got, exp, delta=1e-12, msg=f"step {step}")
+
     def test_bad_specs_name_the_key(self):
         spec = os.path.join(self.root, "bad.toml")
         with open(spec, "w") as f:

@@ -118,6 +118,7 @@ int TrainCommand::Run(CoordinatorReporter* reporter) {
   ::signal(SIGPIPE, SIG_IGN);
 
   if (dist->rank == 0) {
+    for (const std::string& note : spec->notes) absl::FPrintF(stderr, "note: %s\n", note);
     absl::FPrintF(stderr, "training %s: %d steps, run directory %s\n", spec->job.name,
                   spec->training.steps, options.run_dir);
   }
