@@ -163,6 +163,8 @@ const std::vector<KeyDef>& Keys() {
         Int("matrix", "m", &J::matrix, &MatrixSection::m, 1, kMaxMatrixDim),
         Int("matrix", "n", &J::matrix, &MatrixSection::n, 1, kMaxMatrixDim),
         Int("matrix", "r", &J::matrix, &MatrixSection::r, 1, kMaxMatrixDim),
+        String("matrix", "factor_dist", &J::matrix, &MatrixSection::factor_dist,
+               {std::begin(kFactorDists), std::end(kFactorDists)}),
         Float("matrix", "factor_mean", &J::matrix, &MatrixSection::factor_mean, -kMaxAbsFactorMean,
               kMaxAbsFactorMean),
         Int("matrix", "prec", &J::matrix, &MatrixSection::prec, 0, kMaxPrec),

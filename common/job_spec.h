@@ -45,7 +45,8 @@ struct ModelSection {
 
 struct MatrixSection {
   int m = 20, n = 20, r = 5;
-  double factor_mean = 0.0;  // U, V entries N(factor_mean, 1); 0 = standard normal
+  std::string factor_dist = "normal";  // U, V entries: "normal" N(mean, 1) | "uniform" mean±1
+  double factor_mean = 0.0;
   int prec = 2;
   int n_sigma = 4;
   bool row_sep = false;

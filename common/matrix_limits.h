@@ -10,5 +10,7 @@ inline constexpr int kMaxPrec = 6;                // digits after the decimal po
 inline constexpr int kMaxNSigma = 100;            // values are clamped to ±n_sigma
 inline constexpr double kMaxAbsFactorMean = 100;  // mean of the entries of U and V
 inline constexpr int kMaxShards = 100000;         // Arrow files of one dataset
+// How the entries of U and V are drawn: N(mean, 1), or uniform on [mean - 1, mean + 1].
+inline constexpr const char* kFactorDists[] = {"normal", "uniform"};
 
 }  // namespace matbert

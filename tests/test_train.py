@@ -172,6 +172,23 @@ class TrainTest(unittest.TestCase):
                        "--matrix.prec", "1", check=False)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn(f"matrix.dataset {data} holds 6x6 matrices with prec 2", result.stderr)
+        # … and so is one whose factors are drawn otherwise.
+        result = train("bert_matcomp_cpu.toml", os.path.join(self.root, "bad2"), *TINY,
+                       "--matrix.factor_mean", "0", "--matrix.dataset", data,
+                       "--matrix.factor_dist", "uniform", check=False)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("factors normal, mean 0; the spec asks for 6x6", result.stderr)
+        self.assertIn("factors uniform, mean 0", result.stderr)
+        # A dataset of uniform factors says so in its config.json and trains with that spec.
+        uniform = os.path.join(self.root, "uniform")
+        subprocess.run([ARGS.worker, "generate", "--m", "6", "--n", "6", "--r", "2",
+                        "--factor-dist", "uniform", "--n-samples", "64", "--output-dir",
+                        uniform, "--quiet"], check=True, capture_output=True)
+        with open(os.path.join(uniform, "config.json")) as f:
+            self.assertEqual(json.load(f)["distribution"], "uniform")
+        train("bert_matcomp_cpu.toml", os.path.join(self.root, "uniform_run"), *TINY,
+              "--training.steps", "2", "--matrix.factor_mean", "0", "--matrix.dataset", uniform,
+              "--matrix.factor_dist", "uniform")
 
     def test_cpu_config_learns(self):
         run = os.path.join(self.root, "learn")

@@ -37,8 +37,11 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
       ->capture_default_str();
   command_->add_option("--seed", o.seed, "Random seed")->capture_default_str();
   command_
-      ->add_option("--factor-mean", o.factor_mean,
-                   "Mean of the entries of U and V (standard normal: 0)")
+      ->add_option("--factor-dist", o.factors.dist,
+                   "How the entries of U and V are drawn: normal N(mean, 1), or uniform on "
+                   "[mean-1, mean+1]")
+      ->capture_default_str();
+  command_->add_option("--factor-mean", o.factors.mean, "Mean of the entries of U and V")
       ->capture_default_str();
   command_->add_flag("--row-sep", o.tokenizer.row_sep, "Insert [ROW_SEP] between matrix rows");
   command_
@@ -48,10 +51,11 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
   command_
       ->add_option("--threads", o.threads, "Generator threads (output is identical for any value)")
       ->capture_default_str();
-  command_->add_option("--config", config_,
-                       "Job spec (TOML): m, n, r, prec, n_sigma, row_sep, factor_mean from "
-                       "[matrix], n_samples, shards, output_dir from [generate], seed from "
-                       "[training]; not combined with those flags");
+  command_->add_option(
+      "--config", config_,
+      "Job spec (TOML): m, n, r, prec, n_sigma, row_sep, factor_dist, factor_mean from "
+      "[matrix], n_samples, shards, output_dir from [generate], seed from "
+      "[training]; not combined with those flags");
   command_->add_flag("--overwrite", o.overwrite, "Replace an existing output directory");
   command_->add_flag("-q,--quiet", quiet_, "No progress or summary; print only the output path");
 }
@@ -59,8 +63,9 @@ GenerateCommand::GenerateCommand(CLI::App& app) {
 int GenerateCommand::Run() {
   if (quiet_) options_.progress = ProgressBar::Mode::kQuiet;
   if (!config_.empty()) {
-    for (const char* flag : {"--m", "--n", "--r", "--n-samples", "--output-dir", "--prec",
-                             "--n-sigma", "--seed", "--factor-mean", "--row-sep", "--shards"}) {
+    for (const char* flag :
+         {"--m", "--n", "--r", "--n-samples", "--output-dir", "--prec", "--n-sigma", "--seed",
+          "--factor-dist", "--factor-mean", "--row-sep", "--shards"}) {
       if (command_->count(flag) > 0) {
         absl::FPrintF(stderr,
                       "matbert-worker generate: %s cannot be combined with --config (override "
@@ -79,7 +84,7 @@ int GenerateCommand::Run() {
     options_.tokenizer.prec = m.prec;
     options_.tokenizer.n_sigma = m.n_sigma;
     options_.tokenizer.row_sep = m.row_sep;
-    options_.factor_mean = m.factor_mean;
+    options_.factors = {m.factor_dist, m.factor_mean};
     options_.seed = static_cast<uint64_t>(spec->training.seed);
     options_.n_samples = spec->generate.n_samples;
     options_.shards = spec->generate.shards;

@@ -150,8 +150,8 @@ Json ConfigJson(const GenerateOptions& o) {
           {"r", o.shape.r},
           {"n_samples", o.n_samples},
           {"seed", o.seed},
-          {"distribution", "normal"},
-          {"factor_mean", o.factor_mean},
+          {"distribution", o.factors.dist},
+          {"factor_mean", o.factors.mean},
           {"normalization", "population std"},
           {"prec", o.tokenizer.prec},
           {"n_sigma", o.tokenizer.n_sigma},
@@ -218,11 +218,7 @@ absl::Status GenerateOptions::Validate() const {
             ? absl::StrCat("shards must be in 1..", kMaxShards, ", got ", shards)
             : absl::StrCat("shards must be in 1..n-samples = ", n_samples, ", got ", shards));
   }
-  if (!(std::abs(factor_mean) <= kMaxAbsFactorMean)) {
-    return absl::InvalidArgumentError(absl::StrCat("factor-mean must be in [-", kMaxAbsFactorMean,
-                                                   ", ", kMaxAbsFactorMean, "], got ",
-                                                   factor_mean));
-  }
+  RETURN_IF_ERROR(factors.Validate());
   if (threads < 1 || threads > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("threads must be in 1..1024, got ", threads));
   }
@@ -287,7 +283,7 @@ absl::StatusOr<GenerateResult> GenerateDataset(const GenerateOptions& options) {
   OrderedBatchSink sink(2 * threads + 4, write);
   std::atomic<int64_t> next_batch{0};
   auto work = [&] {
-    MatrixGenerator generator(options.shape, options.seed, options.factor_mean);
+    MatrixGenerator generator(options.shape, options.seed, options.factors);
     std::vector<double> matrix(static_cast<size_t>(options.shape.entries()));
     while (true) {
       const int64_t index = next_batch.fetch_add(1);

@@ -19,11 +19,11 @@ struct GenerateOptions {
   TokenizerOptions tokenizer;  // prec, n_sigma, row_sep
   int64_t n_samples = 1000;    // matrices, >= 1
   uint64_t seed = 42;
-  double factor_mean = 0.0;  // U, V entries are N(factor_mean, 1)
-  int shards = 1;            // Arrow files, 1..n_samples
-  int threads = 1;           // generator threads, >= 1; does not change the output
-  std::string output_dir;    // empty: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}
-  bool overwrite = false;    // replace an existing output_dir
+  FactorLaw factors;       // how U and V's entries are drawn
+  int shards = 1;          // Arrow files, 1..n_samples
+  int threads = 1;         // generator threads, >= 1; does not change the output
+  std::string output_dir;  // empty: data/generated/matrix_m{m}_n{n}_r{r}_seed{seed}
+  bool overwrite = false;  // replace an existing output_dir
   ProgressBar::Mode progress = ProgressBar::Mode::kAuto;
 
   // INVALID_ARGUMENT naming the option ("r", "prec", ...) and its allowed range.

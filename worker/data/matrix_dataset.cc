@@ -90,7 +90,15 @@ absl::StatusOr<MatrixDataset> MatrixDataset::Open(const std::string& dir) {
   MatrixDataset dataset(dir, *std::move(tokenizer));
   dataset.shape_ = shape;
   dataset.seed_ = seed;
-  dataset.factor_mean_ = config.value("factor_mean", 0.0);
+  // Both absent from datasets older than them: standard normal factors.
+  const Json dist = config.value("distribution", Json("normal"));
+  const Json mean = config.value("factor_mean", Json(0.0));
+  if (!dist.is_string() || !mean.is_number()) {
+    return Refuse(config_path, "\"distribution\" must be a string and \"factor_mean\" a number");
+  }
+  dataset.factors_ = {dist.get<std::string>(), mean.get<double>()};
+  if (absl::Status s = dataset.factors_.Validate(); !s.ok())
+    return Refuse(config_path, s.message());
   dataset.row_length_ = dataset.tokenizer_.SequenceLength(shape.m, shape.n);
 
   auto files = state.find("_data_files");

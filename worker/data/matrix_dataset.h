@@ -27,7 +27,7 @@ class MatrixDataset {
   const MatrixShape& shape() const { return shape_; }
   const MatrixTokenizer& tokenizer() const { return tokenizer_; }
   uint64_t seed() const { return seed_; }
-  double factor_mean() const { return factor_mean_; }
+  const FactorLaw& factors() const { return factors_; }
   int64_t num_rows() const { return num_rows_; }
   int num_batches() const { return static_cast<int>(batches_.size()); }
   // Tokens per row: SequenceLength(m, n).
@@ -57,7 +57,7 @@ class MatrixDataset {
   MatrixShape shape_;
   MatrixTokenizer tokenizer_;
   uint64_t seed_ = 0;
-  double factor_mean_ = 0;
+  FactorLaw factors_;
   int64_t num_rows_ = 0;
   int64_t row_length_ = 0;
   std::vector<std::string> shard_paths_;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/matrix_limits.h"
 #include "worker/data/random.h"
 
@@ -40,10 +41,24 @@ double MatrixStats::Get(int i) const {
   }
 }
 
-MatrixGenerator::MatrixGenerator(const MatrixShape& shape, uint64_t seed, double factor_mean)
+absl::Status FactorLaw::Validate() const {
+  if (std::find(std::begin(kFactorDists), std::end(kFactorDists), dist) == std::end(kFactorDists)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "factor-dist must be one of ", absl::StrJoin(kFactorDists, ", "), ", got \"", dist, "\""));
+  }
+  if (!(std::abs(mean) <= kMaxAbsFactorMean)) {
+    return absl::InvalidArgumentError(absl::StrCat("factor-mean must be in [-", kMaxAbsFactorMean,
+                                                   ", ", kMaxAbsFactorMean, "], got ", mean));
+  }
+  return absl::OkStatus();
+}
+
+std::string FactorLaw::Describe() const { return absl::StrCat(dist, ", mean ", mean); }
+
+MatrixGenerator::MatrixGenerator(const MatrixShape& shape, uint64_t seed, const FactorLaw& law)
     : shape_(shape),
       seed_(seed),
-      factor_mean_(factor_mean),
+      law_(law),
       u_(static_cast<size_t>(shape.m) * shape.r),
       v_(static_cast<size_t>(shape.n) * shape.r),
       vt_(v_.size()),
@@ -53,8 +68,12 @@ MatrixGenerator::MatrixGenerator(const MatrixShape& shape, uint64_t seed, double
 void MatrixGenerator::Generate(uint64_t index, std::span<double> matrix, MatrixStats* stats) {
   const int m = shape_.m, n = shape_.n, r = shape_.r;
   RandomStream rng(seed_, index);
-  for (double& x : u_) x = factor_mean_ + rng.NextNormal();  // U (m, r), row-major
-  for (double& x : v_) x = factor_mean_ + rng.NextNormal();  // V (n, r), row-major
+  const bool uniform = law_.dist == "uniform";
+  const auto draw = [&] {
+    return law_.mean + (uniform ? 2.0 * rng.NextUniform() - 1.0 : rng.NextNormal());
+  };
+  for (double& x : u_) x = draw();  // U (m, r), row-major
+  for (double& x : v_) x = draw();  // V (n, r), row-major
   for (int j = 0; j < n; ++j) {
     for (int k = 0; k < r; ++k) vt_[k * n + j] = v_[j * r + k];  // Vᵀ (r, n)
   }

@@ -1,11 +1,12 @@
-// Low-rank matrix samples (DESIGN.md §2): M = U Vᵀ with U (m×r) and V (n×r) i.i.d. normal
-// (standard by default; N(factor_mean, 1) otherwise), then M ← M / std(M) (population std;
-// the mean is kept). Sample i depends only on
+// Low-rank matrix samples (DESIGN.md §2): M = U Vᵀ with U (m×r) and V (n×r) i.i.d. by a
+// FactorLaw (standard normal by default), then M ← M / std(M) (population std; the mean is
+// kept). Sample i depends only on
 // (seed, i), so generation can be split across threads and ranks in any way.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +22,18 @@ struct MatrixShape {
   int64_t entries() const { return int64_t{m} * n; }
   // INVALID_ARGUMENT naming the field ("m", "n" or "r") and its allowed range.
   absl::Status Validate() const;
+};
+
+// How the entries of U and V are drawn (matrix.factor_dist and factor_mean): "normal" is
+// N(mean, 1), "uniform" is U[mean - 1, mean + 1] (U[-1, 1] at mean 0).
+struct FactorLaw {
+  std::string dist = "normal";  // one of kFactorDists
+  double mean = 0;
+
+  bool operator==(const FactorLaw&) const = default;
+  // INVALID_ARGUMENT naming "factor-dist" or "factor-mean" and the allowed values.
+  absl::Status Validate() const;
+  std::string Describe() const;  // "normal, mean 0"
 };
 
 // Per-matrix statistics of the normalised matrix.
@@ -41,8 +54,8 @@ struct MatrixStats {
 // Not thread-safe (holds scratch buffers); make one per thread. Cheap to construct.
 class MatrixGenerator {
  public:
-  // REQUIRES: shape.Validate().ok(). Factor entries are N(factor_mean, 1).
-  MatrixGenerator(const MatrixShape& shape, uint64_t seed, double factor_mean = 0.0);
+  // REQUIRES: shape.Validate().ok() and law.Validate().ok().
+  MatrixGenerator(const MatrixShape& shape, uint64_t seed, const FactorLaw& law = {});
 
   const MatrixShape& shape() const { return shape_; }
 
@@ -53,7 +66,7 @@ class MatrixGenerator {
  private:
   MatrixShape shape_;
   uint64_t seed_;
-  double factor_mean_;
+  FactorLaw law_;
   std::vector<double> u_, v_, vt_, sigma_;
   LowRankSpectrum spectrum_;
 };

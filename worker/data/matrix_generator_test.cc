@@ -80,6 +80,42 @@ TEST(MatrixGeneratorTest, SampleDependsOnlyOnSeedAndIndex) {
   EXPECT_NE(x, z);
 }
 
+TEST(MatrixGeneratorTest, UniformFactorsAreTheProductOfUniformDraws) {
+  // Rank 1, m = 3, n = 4: M = u vᵀ / std(u vᵀ) with u, v drawn in that order from the
+  // sample's stream as mean + U[-1, 1).
+  const MatrixShape shape{3, 4, 1};
+  for (double mean : {0.0, 2.5}) {
+    MatrixGenerator gen(shape, 11, {"uniform", mean});
+    std::vector<double> got(12);
+    gen.Generate(5, got);
+    RandomStream rng(11, 5);
+    double u[3], v[4];
+    for (double& x : u) x = mean + 2 * rng.NextUniform() - 1;
+    for (double& x : v) x = mean + 2 * rng.NextUniform() - 1;
+    std::vector<double> want;
+    double sum = 0, squares = 0;
+    for (double ui : u) {
+      for (double vj : v) want.push_back(ui * vj), sum += ui * vj;
+    }
+    for (double x : want) squares += (x - sum / 12) * (x - sum / 12);
+    const double sd = std::sqrt(squares / 12);
+    for (int i = 0; i < 12; ++i) EXPECT_NEAR(got[i], want[i] / sd, 1e-12) << "mean " << mean;
+  }
+  // The default law is still the standard normal (datasets made before factor_dist match).
+  std::vector<double> normal(12), explicit_normal(12);
+  MatrixGenerator(shape, 11).Generate(5, normal);
+  MatrixGenerator(shape, 11, {"normal", 0}).Generate(5, explicit_normal);
+  EXPECT_EQ(normal, explicit_normal);
+}
+
+TEST(MatrixGeneratorTest, FactorLawErrorsNameTheOption) {
+  EXPECT_EQ(FactorLaw({"cauchy", 0}).Validate().message(),
+            "factor-dist must be one of normal, uniform, got \"cauchy\"");
+  EXPECT_EQ(FactorLaw({"uniform", 1000}).Validate().message(),
+            "factor-mean must be in [-100, 100], got 1000");
+  EXPECT_TRUE(FactorLaw({"uniform", -3}).Validate().ok());
+}
+
 TEST(LowRankSpectrumTest, MatchesLapackOnTheDenseProduct) {
   RandomStream rng(5, 0);
   for (int trial = 0; trial < 30; ++trial) {

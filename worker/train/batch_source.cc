@@ -32,6 +32,10 @@ CollatorOptions CollatorFor(const JobSpec& spec, uint64_t mask_use) {
   return c;
 }
 
+FactorLaw FactorsOf(const JobSpec& spec) {
+  return {spec.matrix.factor_dist, spec.matrix.factor_mean};
+}
+
 MatrixTokenizer TokenizerFor(const JobSpec& spec) {
   return *MatrixTokenizer::Create({spec.matrix.prec, spec.matrix.n_sigma, spec.matrix.row_sep});
 }
@@ -53,7 +57,7 @@ class OnlineSource : public BatchSource {
         tokenizer_(TokenizerFor(spec)),
         collator_(tokenizer_, CollatorFor(spec, kTrainMasks)),
         generator_({spec.matrix.m, spec.matrix.n, spec.matrix.r},
-                   SubSeed(spec.training.seed, kTrainMatrices), spec.matrix.factor_mean) {}
+                   SubSeed(spec.training.seed, kTrainMatrices), FactorsOf(spec)) {}
 
   absl::StatusOr<TrainBatch> Get(const BatchKey& key) override {
     const int b = spec_.training.batch_size;
@@ -175,13 +179,13 @@ absl::StatusOr<std::unique_ptr<BatchSource>> MakeBatchSource(const JobSpec& spec
   const TokenizerOptions& t = dataset.tokenizer().options();
   if (s.m != spec.matrix.m || s.n != spec.matrix.n || t.prec != spec.matrix.prec ||
       t.n_sigma != spec.matrix.n_sigma || t.row_sep != spec.matrix.row_sep ||
-      dataset.factor_mean() != spec.matrix.factor_mean) {
+      dataset.factors() != FactorsOf(spec)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "matrix.dataset ", spec.matrix.dataset, " holds ", s.m, "x", s.n, " matrices with prec ",
-        t.prec, ", n_sigma ", t.n_sigma, ", row_sep ", t.row_sep ? "true" : "false",
-        ", factor_mean ", dataset.factor_mean(), "; the spec asks for ", spec.matrix.m, "x",
-        spec.matrix.n, ", prec ", spec.matrix.prec, ", n_sigma ", spec.matrix.n_sigma, ", row_sep ",
-        spec.matrix.row_sep ? "true" : "false", ", factor_mean ", spec.matrix.factor_mean));
+        t.prec, ", n_sigma ", t.n_sigma, ", row_sep ", t.row_sep ? "true" : "false", ", factors ",
+        dataset.factors().Describe(), "; the spec asks for ", spec.matrix.m, "x", spec.matrix.n,
+        ", prec ", spec.matrix.prec, ", n_sigma ", spec.matrix.n_sigma, ", row_sep ",
+        spec.matrix.row_sep ? "true" : "false", ", factors ", FactorsOf(spec).Describe()));
   }
   return std::make_unique<OfflineSource>(spec, rank, world_size, std::move(dataset));
 }
@@ -190,7 +194,7 @@ std::vector<TrainBatch> MakeEvalBatches(const JobSpec& spec) {
   const MatrixTokenizer tokenizer = TokenizerFor(spec);
   MatrixCollator collator(tokenizer, CollatorFor(spec, kEvalMasks));
   MatrixGenerator generator({spec.matrix.m, spec.matrix.n, spec.matrix.r},
-                            SubSeed(spec.training.seed, kEvalMatrices), spec.matrix.factor_mean);
+                            SubSeed(spec.training.seed, kEvalMatrices), FactorsOf(spec));
   const int64_t l = tokenizer.SequenceLength(spec.matrix.m, spec.matrix.n);
   std::vector<double> matrix(static_cast<size_t>(spec.matrix.m) * spec.matrix.n);
   std::vector<TrainBatch> out;
