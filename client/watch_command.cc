@@ -17,6 +17,16 @@
 namespace matbert {
 namespace {
 
+double Value(const v1::Metrics& m, const std::string& key);
+
+// "masked RMSE 0.4123 (mean 0.99, ALS 0.69, soft-impute 0.55)": an eval record in one phrase.
+std::string EvalPhrase(const v1::Metrics& eval) {
+  return absl::StrFormat("masked RMSE %.4f (mean %.4f, ALS %.4f, soft-impute %.4f)",
+                         Value(eval, "eval_rmse"), Value(eval, "baseline_mean_rmse"),
+                         Value(eval, "baseline_als_rmse"),
+                         Value(eval, "baseline_soft_impute_rmse"));
+}
+
 double Value(const v1::Metrics& m, const std::string& key) {
   auto it = m.values().find(key);
   return it == m.values().end() ? std::nan("") : it->second;
@@ -43,9 +53,7 @@ struct Progress {
         std::isnan(Value(train, "eta_seconds")) ? "-"
                                                 : FormatDuration(Value(train, "eta_seconds")));
     if (eval.step() > 0) {
-      absl::StrAppendFormat(&line, " | eval RMSE %.4f (mean %.4f, ALS %.4f)",
-                            Value(eval, "eval_rmse"), Value(eval, "baseline_mean_rmse"),
-                            Value(eval, "baseline_als_rmse"));
+      absl::StrAppend(&line, " | eval ", EvalPhrase(eval));
     }
     return line;
   }
@@ -106,11 +114,7 @@ int RunWatch(Connection& conn, const std::string& job_id) {
         } else if (!terminal && (m.kind() == "train" || m.kind() == "eval")) {
           absl::PrintF("%s\n", m.kind() == "train"
                                    ? absl::StrCat("step ", progress.Line(0))
-                                   : absl::StrFormat("eval step %d: masked RMSE %.4f | mean "
-                                                     "baseline %.4f | ALS baseline %.4f",
-                                                     m.step(), Value(m, "eval_rmse"),
-                                                     Value(m, "baseline_mean_rmse"),
-                                                     Value(m, "baseline_als_rmse")));
+                                   : absl::StrCat("eval step ", m.step(), ": ", EvalPhrase(m)));
         }
       } else if (event.has_checkpoint()) {
         progress.last_checkpoint = event.checkpoint().path();
@@ -147,10 +151,7 @@ int RunWatch(Connection& conn, const std::string& job_id) {
                  FormatDuration(seconds), job.step(), job.total_steps(),
                  std::isnan(job.loss()) ? "-" : absl::StrFormat("%.4f", job.loss()));
     if (progress.eval.step() > 0) {
-      absl::PrintF("eval at step %d: masked RMSE %.4f (mean baseline %.4f, ALS baseline %.4f)\n",
-                   progress.eval.step(), Value(progress.eval, "eval_rmse"),
-                   Value(progress.eval, "baseline_mean_rmse"),
-                   Value(progress.eval, "baseline_als_rmse"));
+      absl::PrintF("eval at step %d: %s\n", progress.eval.step(), EvalPhrase(progress.eval));
     }
     if (!job.failure().empty()) absl::PrintF("reason: %s\n", job.failure());
     if (!progress.last_checkpoint.empty()) {

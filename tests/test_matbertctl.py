@@ -71,7 +71,8 @@ class MatbertctlTest(unittest.TestCase):
         self.assertIn("SUCCEEDED: all ranks exited with code 0", w.stdout)
         steps = [int(m) for m in re.findall(r"^step (\d+)/20 \| loss ", w.stdout, re.M)]
         self.assertEqual(steps, list(range(1, 21)))
-        self.assertRegex(w.stdout, r"eval step 20: masked RMSE \d\.\d{4} \| mean baseline")
+        self.assertRegex(w.stdout, r"eval step 20: masked RMSE \d\.\d{4} \(mean \d\.\d{4}, "
+                                   r"ALS \d\.\d{4}, soft-impute \d\.\d{4}\)")
         self.assertIn(f"job {job_id} SUCCEEDED after", w.stdout)
         self.assertIn(f"download it with: matbertctl download {job_id}", w.stdout)
 

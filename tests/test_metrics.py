@@ -163,8 +163,9 @@ class MetricsTest(unittest.TestCase):
                 self.assertGreaterEqual(scalar(
                     'sum(matbert_rpc_requests_total{method="matbert.v1.JobService/SubmitJob",'
                     'code="OK"})'), 2)
-                self.assertEqual(len(prom.query(f'matbert_eval_baseline_rmse{{job_id="{first}"}}')),
-                                 2)
+                self.assertEqual(sorted(r["metric"]["baseline"] for r in prom.query(
+                    f'matbert_eval_baseline_rmse{{job_id="{first}"}}')),
+                    ["als", "mean", "soft_impute"])
 
                 with open(os.path.join(ARGS.deploy, "grafana", "dashboards", "matbert.json")) as f:
                     dashboard = json.load(f)

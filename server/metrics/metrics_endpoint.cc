@@ -118,8 +118,9 @@ std::vector<MetricFamily> CollectCoordinatorMetrics(const Coordinator& coordinat
   }
   MetricFamily rmse = Gauges("matbert_eval_masked_rmse",
                              "RMSE of the model on the masked entries of the held-out set");
-  MetricFamily baseline = Gauges("matbert_eval_baseline_rmse",
-                                 "RMSE of a baseline on the same entries (baseline=mean|als)");
+  MetricFamily baseline =
+      Gauges("matbert_eval_baseline_rmse",
+             "RMSE of a baseline on the same entries (baseline=mean|als|soft_impute)");
   for (const MetricsSnapshot::Job& job : m.jobs) {
     auto value = [&](const char* key) {
       auto it = job.eval.find(key);
@@ -127,11 +128,10 @@ std::vector<MetricFamily> CollectCoordinatorMetrics(const Coordinator& coordinat
     };
     if (auto v = value("eval_rmse"))
       AddGauge(rmse, {{"job_id", job.id}, {"job_name", job.name}}, *v);
-    if (auto v = value("baseline_mean_rmse")) {
-      AddGauge(baseline, {{"baseline", "mean"}, {"job_id", job.id}, {"job_name", job.name}}, *v);
-    }
-    if (auto v = value("baseline_als_rmse")) {
-      AddGauge(baseline, {{"baseline", "als"}, {"job_id", job.id}, {"job_name", job.name}}, *v);
+    for (const char* name : {"mean", "als", "soft_impute"}) {
+      if (auto v = value(absl::StrCat("baseline_", name, "_rmse").c_str())) {
+        AddGauge(baseline, {{"baseline", name}, {"job_id", job.id}, {"job_name", job.name}}, *v);
+      }
     }
   }
   out.push_back(std::move(rmse));

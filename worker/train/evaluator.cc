@@ -7,6 +7,7 @@
 
 #include "worker/data/matrix_tokenizer.h"
 #include "worker/train/als_baseline.h"
+#include "worker/train/soft_impute.h"
 
 namespace matbert {
 
@@ -15,44 +16,55 @@ EvalResult BaselineRmse(const JobSpec& spec, const std::vector<TrainBatch>& batc
   const MatrixTokenizer tok =
       *MatrixTokenizer::Create({spec.matrix.prec, spec.matrix.n_sigma, spec.matrix.row_sep});
   const int m = spec.matrix.m, n = spec.matrix.n;
-  std::vector<double> observed_values(m * n), prediction(m * n);
-  std::vector<uint8_t> observed(m * n);
+  // Every held-out matrix, one after another: what is observed, and the truth.
+  std::vector<double> observed_values, truth;
+  std::vector<uint8_t> observed;
+  std::vector<double> prediction(m * n);
   double mean_sq = 0, als_sq = 0;
-  int64_t count = 0;
+  int64_t count = 0, matrices = 0;
   for (const TrainBatch& batch : batches) {
     const int64_t b = batch.input_ids.size(0), l = batch.input_ids.size(1);
     const int64_t* ids = batch.input_ids.data_ptr<int64_t>();
     const bool* masked = batch.masked.data_ptr<bool>();
     const double* values = batch.values.data_ptr<double>();
-    for (int64_t row = 0; row < b; ++row) {
+    for (int64_t row = 0; row < b; ++row, ++matrices) {
+      const size_t first = observed.size();
       // Entry k of the matrix sits at the k-th bin-valued position of the original row.
-      std::vector<int64_t> position;
-      for (int64_t j = 0; j < l; ++j) {
-        if (!std::isnan(values[row * l + j])) position.push_back(j);
-      }
       double sum = 0;
       int64_t seen = 0;
-      for (int k = 0; k < m * n; ++k) {
-        const int64_t at = row * l + position[k];
-        observed[k] = !masked[at];
-        observed_values[k] = observed[k] ? tok.Decode(static_cast<int32_t>(ids[at])) : 0.0;
-        if (observed[k]) sum += observed_values[k], ++seen;
+      for (int64_t j = 0; j < l; ++j) {
+        const int64_t at = row * l + j;
+        if (std::isnan(values[at])) continue;
+        observed.push_back(!masked[at]);
+        observed_values.push_back(masked[at] ? 0.0 : tok.Decode(static_cast<int32_t>(ids[at])));
+        truth.push_back(values[at]);
+        if (!masked[at]) sum += observed_values.back(), ++seen;
       }
       const double mean = seen > 0 ? sum / seen : 0.0;
-      AlsComplete(observed_values, observed, m, n, spec.matrix.r, prediction);
+      const std::span<const double> mine(observed_values.data() + first, m * n);
+      const std::span<const uint8_t> seen_here(observed.data() + first, m * n);
+      AlsComplete(mine, seen_here, m, n, spec.matrix.r, prediction);
       for (int k = 0; k < m * n; ++k) {
-        if (observed[k]) continue;
-        const double truth = values[row * l + position[k]];
-        mean_sq += (mean - truth) * (mean - truth);
-        als_sq += (prediction[k] - truth) * (prediction[k] - truth);
+        if (seen_here[k]) continue;
+        const double t = truth[first + k];
+        mean_sq += (mean - t) * (mean - t);
+        als_sq += (prediction[k] - t) * (prediction[k] - t);
         ++count;
       }
     }
   }
+  std::vector<double> completed(observed.size());
+  SoftImpute(observed_values, observed, matrices, m, n, completed);
+  double soft_sq = 0;
+  for (size_t k = 0; k < observed.size(); ++k) {
+    if (!observed[k]) soft_sq += (completed[k] - truth[k]) * (completed[k] - truth[k]);
+  }
   EvalResult r;
   r.entries = count;
-  r.mean_rmse = std::sqrt(mean_sq / std::max<int64_t>(count, 1));
-  r.als_rmse = std::sqrt(als_sq / std::max<int64_t>(count, 1));
+  const double entries = static_cast<double>(std::max<int64_t>(count, 1));
+  r.mean_rmse = std::sqrt(mean_sq / entries);
+  r.als_rmse = std::sqrt(als_sq / entries);
+  r.soft_impute_rmse = std::sqrt(soft_sq / entries);
   return r;
 }
 

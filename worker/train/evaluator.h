@@ -1,6 +1,6 @@
-// Evaluation on a fixed held-out set: the model's RMSE on the masked entries, and two
-// baselines on the same entries (the observed entries' mean, and rank-r ALS) that see only
-// what the model sees.
+// Evaluation on a fixed held-out set: the model's RMSE on the masked entries, and three
+// baselines on the same entries (the observed entries' mean, rank-r ALS, and soft-impute's
+// nuclear-norm completion) that see only what the model sees.
 #pragma once
 
 #include <torch/types.h>
@@ -11,13 +11,9 @@
 #include "common/job_spec.h"
 #include "worker/train/batch_source.h"
 #include "worker/train/bert_model.h"
+#include "worker/train/eval_result.h"
 
 namespace matbert {
-
-struct EvalResult {
-  double model_rmse = 0, mean_rmse = 0, als_rmse = 0;
-  int64_t entries = 0;  // masked entries evaluated
-};
 
 // The baselines' RMSE (model_rmse left 0). Entries come from the observed tokens as bin
 // centres, as the model sees them.

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/progress_bar.h"
+#include "worker/train/eval_result.h"
 
 namespace matbert {
 
@@ -83,21 +84,22 @@ class ProgressLog {
 
   // The "eval" record: the model's masked RMSE beside the baselines'. Returns the record
   // (checkpoints keep the last one).
-  nlohmann::json Eval(int64_t step, double rmse, double mean_rmse, double als_rmse, int64_t entries,
-                      int matrix_rank) {
+  nlohmann::json Eval(int64_t step, double rmse, const EvalResult& baselines, int matrix_rank) {
     nlohmann::json record = {{"kind", "eval"},
                              {"step", step},
                              {"eval_rmse", rmse},
-                             {"baseline_mean_rmse", mean_rmse},
-                             {"baseline_als_rmse", als_rmse},
-                             {"eval_entries", entries},
+                             {"baseline_mean_rmse", baselines.mean_rmse},
+                             {"baseline_als_rmse", baselines.als_rmse},
+                             {"baseline_soft_impute_rmse", baselines.soft_impute_rmse},
+                             {"eval_entries", baselines.entries},
                              {"matrix_rank", matrix_rank}};
     log_->Write(record);
     if (!run_.quiet) {
-      absl::FPrintF(
-          stderr,
-          "eval step %d: masked RMSE %.4f | mean baseline %.4f | ALS rank-%d baseline %.4f\n", step,
-          rmse, mean_rmse, matrix_rank, als_rmse);
+      absl::FPrintF(stderr,
+                    "eval step %d: masked RMSE %.4f | mean baseline %.4f | ALS rank-%d baseline "
+                    "%.4f | soft-impute baseline %.4f\n",
+                    step, rmse, baselines.mean_rmse, matrix_rank, baselines.als_rmse,
+                    baselines.soft_impute_rmse);
     }
     return record;
   }

@@ -1,5 +1,5 @@
 // Unit tests of the trainer's parts that need no training run: collator, loss, learning
-// rate schedule, safetensors, ALS baseline, checkpoint lookup.
+// rate schedule, safetensors, ALS and soft-impute baselines, checkpoint lookup.
 #include <torch/torch.h>
 
 #include <cmath>
@@ -20,6 +20,7 @@
 #include "worker/train/lr_schedule.h"
 #include "worker/train/nccl_comm.h"
 #include "worker/train/safetensors.h"
+#include "worker/train/soft_impute.h"
 
 namespace matbert {
 namespace {
@@ -167,6 +168,47 @@ TEST(AlsTest, RecoversALowRankMatrixFromMostEntries) {
   double err = 0;
   for (int k = 0; k < 120; ++k) err = std::max(err, std::abs(prediction[k] - m[k]));
   EXPECT_LT(err, 1e-3);
+}
+
+TEST(SoftImputeTest, FullyObservedItShrinksTheSingularValuesByTheLastLambda) {
+  // diag(5, 2, 0), every entry seen: each iteration is S_λ(M), so the result is diag(5 - λ,
+  // 2 - λ, 0) for the last λ = σ₁ · final_lambda = 0.05; a second matrix, 2 M, in the same
+  // call scales its own λ (0.1).
+  std::vector<double> values = {5, 0, 0, 0, 2, 0, 0, 0, 0};
+  for (int k = 0; k < 9; ++k) values.push_back(2 * values[k]);
+  const std::vector<uint8_t> observed(18, 1);
+  std::vector<double> completed(18);
+  SoftImpute(values, observed, 2, 3, 3, completed,
+             {.stages = 2, .iterations = 3, .final_lambda = 0.01});
+  const std::vector<double> want = {4.95, 0, 0, 0, 1.95, 0, 0, 0, 0, 9.9, 0, 0, 0, 3.9, 0, 0, 0, 0};
+  for (int k = 0; k < 18; ++k) EXPECT_NEAR(completed[k], want[k], 1e-12) << k;
+}
+
+TEST(SoftImputeTest, FillsMissingEntriesOfALowRankMatrixFarBetterThanTheirMean) {
+  MatrixGenerator gen({12, 10, 2}, 3);
+  std::vector<double> m(120), completed(120);
+  std::vector<uint8_t> observed(120);
+  gen.Generate(0, m);
+  RandomStream rng(9, 0);
+  double sum = 0;
+  int seen = 0;
+  for (int k = 0; k < 120; ++k) {
+    observed[k] = rng.NextUniform() < 0.8;
+    if (observed[k]) sum += m[k], ++seen;
+  }
+  std::vector<double> shown = m;
+  for (int k = 0; k < 120; ++k) shown[k] = observed[k] ? m[k] : 1e6;  // must not be read
+  SoftImpute(shown, observed, 1, 12, 10, completed);
+  double soft_sq = 0, mean_sq = 0;
+  int missing = 0;
+  for (int k = 0; k < 120; ++k) {
+    if (observed[k]) continue;
+    soft_sq += (completed[k] - m[k]) * (completed[k] - m[k]);
+    mean_sq += (sum / seen - m[k]) * (sum / seen - m[k]);
+    ++missing;
+  }
+  ASSERT_GT(missing, 10);
+  EXPECT_LT(std::sqrt(soft_sq / missing), 0.5 * std::sqrt(mean_sq / missing));
 }
 
 TEST(CheckpointTest, MissingCheckpointsAreErrorsNamingTheDirectory) {

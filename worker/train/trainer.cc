@@ -231,8 +231,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     if (leader && (step % t.log_every == 0 || last)) progress.Train(step, grad_norm, lr);
     if (leader && ((t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps)) {
       result.eval_rmse = ModelRmse(model, eval_batches, device);
-      last_eval = progress.Eval(step, result.eval_rmse, baselines.mean_rmse, baselines.als_rmse,
-                                baselines.entries, spec.matrix.r);
+      last_eval = progress.Eval(step, result.eval_rmse, baselines, spec.matrix.r);
     }
     if (leader && ((spec.checkpoint.every > 0 && step % spec.checkpoint.every == 0) || last)) {
       const Json state = {{"total_steps", t.steps},
