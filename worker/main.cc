@@ -2,6 +2,7 @@
 //   generate  write an offline low-rank matrix dataset (DESIGN.md §2)
 //   inspect   validate a dataset directory and summarise it
 //   train     train a BERT matrix-completion model (one rank)
+//   complete  fill the missing entries of matrices with a trained checkpoint
 #include <malloc.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "worker/complete_command.h"
 #include "worker/generate_command.h"
 #include "worker/inspect_command.h"
 #include "worker/report/coordinator_reporter.h"
@@ -18,13 +20,14 @@
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "matbert-worker: generates matrix datasets and trains BERT matrix-completion "
-      "models (one rank of a job)"};
+      "matbert-worker: generates matrix datasets, trains BERT matrix-completion "
+      "models (one rank of a job) and completes matrices with them"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   matbert::GenerateCommand generate(app);
   matbert::InspectCommand inspect(app);
   matbert::TrainCommand train(app);
+  matbert::CompleteCommand complete(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (inspect.selected()) return inspect.Run();
+  if (complete.selected()) return complete.Run();
   // Run by matbertd (MATBERT_COORDINATOR set): register, heartbeat and report to it.
   auto reporter = matbert::CoordinatorReporter::FromEnvironment();
   if (!reporter.ok()) {

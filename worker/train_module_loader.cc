@@ -30,7 +30,7 @@ absl::StatusOr<const TrainModuleApi*> LoadTrainModule() {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a matbert trainer module"));
   }
   const TrainModuleApi* api = api_fn();
-  if (api == nullptr || api->version != 1 || api->train == nullptr) {
+  if (api == nullptr || api->version != 2 || api->train == nullptr || api->complete == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, " is a trainer module of another version; rebuild"));
   }

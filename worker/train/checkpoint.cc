@@ -23,13 +23,15 @@ namespace fs = std::filesystem;
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, int64_t step,
                                             BertForMatrixRegression& model,
                                             torch::optim::Optimizer& optimizer,
-                                            nlohmann::json trainer_state, int keep) {
+                                            nlohmann::json trainer_state,
+                                            const std::string& spec_toml, int keep) {
   const std::string target = checkpoints_dir + "/" + CheckpointDirName(step);
   ASSIGN_OR_RETURN(StagingDir staging, StagingDir::Create(target, /*overwrite=*/true));
   NamedTensors weights;
   for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
   RETURN_IF_ERROR(
       WriteSafetensors(staging.path() + "/model.safetensors", weights, {{"format", "pt"}}));
+  RETURN_IF_ERROR(WriteFileAtomically(staging.path() + "/spec.toml", spec_toml));
   RETURN_IF_ERROR(WriteFileAtomically(staging.path() + "/config.json",
                                       model->options().ToConfigJson().dump(2) + "\n"));
   try {

@@ -3,6 +3,7 @@
 //   config.json          HuggingFace-style BertConfig of the model
 //   optimizer.pt         AdamW state (torch::save archive)
 //   trainer_state.json   format_version, step, RNG state, last evaluation
+//   spec.toml            the resolved job spec (tokenizer and shape for `complete`)
 // Each is written into a staging directory and renamed into place whole; a directory that
 // is not named step-NNNNNNN (a staging one) is never loaded.
 #pragma once
@@ -28,7 +29,8 @@ inline constexpr int kCheckpointFormatVersion = 1;
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, int64_t step,
                                             BertForMatrixRegression& model,
                                             torch::optim::Optimizer& optimizer,
-                                            nlohmann::json trainer_state, int keep);
+                                            nlohmann::json trainer_state,
+                                            const std::string& spec_toml, int keep);
 
 // The directory of checkpoint `load_step` (-1: the latest). NOT_FOUND naming the directory
 // (and the steps that exist) when there is none.

@@ -13,9 +13,11 @@ namespace {
 // LibTorch reports failures (out of memory, a shape it cannot use) by throwing c10::Error. No
 // exception may leave the module, whose caller reaches it through a C table: here they become
 // a Status with LibTorch's message on one line, which the rank prints and reports to matbertd.
-absl::StatusOr<matbert::TrainResult> TrainReturningStatus(const matbert::TrainOptions& options) {
+template <typename Result, typename Request>
+absl::StatusOr<Result> ReturningStatus(absl::StatusOr<Result> (*run)(const Request&),
+                                       const Request& request) {
   try {
-    return matbert::Train(options);
+    return run(request);
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat(
         "LibTorch error: ", absl::StrReplaceAll(e.what_without_backtrace(), {{"\n", "; "}})));
@@ -24,10 +26,19 @@ absl::StatusOr<matbert::TrainResult> TrainReturningStatus(const matbert::TrainOp
   }
 }
 
+absl::StatusOr<matbert::TrainResult> TrainReturningStatus(const matbert::TrainOptions& options) {
+  return ReturningStatus(&matbert::Train, options);
+}
+
+absl::StatusOr<matbert::Completion> CompleteReturningStatus(
+    const matbert::CompletionRequest& request) {
+  return ReturningStatus(&matbert::CompleteMatrices, request);
+}
+
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) const matbert::TrainModuleApi*
 matbert_train_module_api() {
-  static const matbert::TrainModuleApi api{1, &TrainReturningStatus};
+  static const matbert::TrainModuleApi api{2, &TrainReturningStatus, &CompleteReturningStatus};
   return &api;
 }

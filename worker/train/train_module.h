@@ -1,17 +1,19 @@
 // The trainer is built as a loadable module (libmatbert_train.so) so that matbert-worker
 // itself does not link LibTorch: loading LibTorch's 300 shared libraries costs about half a
 // second at every start, which `generate`, `inspect` and `--help` should not pay.
-// matbert-worker dlopen()s the module for `train` and calls through this table.
+// matbert-worker dlopen()s the module for `train` and `complete` and calls through this table.
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "worker/train/completion.h"
 #include "worker/train/trainer.h"
 
 namespace matbert {
 
 struct TrainModuleApi {
-  int version = 1;  // bumped when this struct changes
+  int version = 2;  // bumped when this struct changes
   absl::StatusOr<TrainResult> (*train)(const TrainOptions& options) = nullptr;
+  absl::StatusOr<Completion> (*complete)(const CompletionRequest& request) = nullptr;
 };
 
 // Loads the module (MATBERT_TRAIN_MODULE, else libmatbert_train.so beside the executable)

@@ -82,7 +82,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_dir, ec);
   if (ec) return ErrnoStatus(ec.value(), "cannot create run directory", checkpoints_dir);
-  if (leader) RETURN_IF_ERROR(WriteFileAtomically(RunConfigPath(options.run_dir), spec.ToToml()));
+  const std::string spec_toml = spec.ToToml();  // in the run directory and every checkpoint
+  if (leader) RETURN_IF_ERROR(WriteFileAtomically(RunConfigPath(options.run_dir), spec_toml));
 
   const int threads = t.threads > 0
                           ? t.threads
@@ -238,9 +239,9 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                           {"world_size", dist.world_size},
                           {"loss", step_loss},
                           {"last_eval", last_eval}};
-      ASSIGN_OR_RETURN(
-          result.last_checkpoint,
-          WriteCheckpoint(checkpoints_dir, step, model, optimizer, state, spec.checkpoint.keep));
+      ASSIGN_OR_RETURN(result.last_checkpoint,
+                       WriteCheckpoint(checkpoints_dir, step, model, optimizer, state, spec_toml,
+                                       spec.checkpoint.keep));
       progress.Checkpoint(step, result.last_checkpoint);
     }
     if (stopping) {

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""`matbert-worker complete` on a real checkpoint: its completions equal what HuggingFace
+`transformers` computes from the same checkpoint on the same tokens (the matrices tokenised
+here, independently, by the rule of docs/dataset-format.md), the given entries come back
+unchanged, the ALS baseline recovers a rank-1 matrix with one entry missing exactly, files
+are read and written as numpy reads and writes them (.npy and CSV), and a matrix of another
+shape, a ragged CSV or a checkpoint without its spec are refused naming them.
+
+Usage: test_complete.py --worker PATH --configs DIR
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import safetensors.torch  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+ARGS = None
+transformers.logging.set_verbosity_error()
+M, N, PREC, N_SIGMA = 5, 6, 2, 4
+
+# A plain BERT (post-LN, absolute positions) that transformers can load, rank-1 data.
+TINY = ["--model.hidden_size", "32", "--model.num_hidden_layers", "2",
+        "--model.num_attention_heads", "4", "--model.intermediate_size", "64",
+        "--model.layer_norm_position", "post", "--model.position_embedding_type", "absolute",
+        "--matrix.m", str(M), "--matrix.n", str(N), "--matrix.r", "1", "--matrix.prec",
+        str(PREC), "--matrix.n_sigma", str(N_SIGMA), "--training.batch_size", "8",
+        "--training.steps", "12", "--training.log_every", "4", "--training.eval_every", "0",
+        "--training.eval_samples", "8", "--training.threads", "1", "--checkpoint.every", "12"]
+
+
+def complete(*args, check=True):
+    result = subprocess.run([ARGS.worker, "complete", *args], capture_output=True, text=True,
+                            timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"complete {args} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+def tokens(matrix):
+    """Token ids of one matrix with NaN entries as [MASK], by docs/dataset-format.md."""
+    bins = 4 + np.round((np.clip(matrix, -N_SIGMA, N_SIGMA) + N_SIGMA) * 10 ** PREC)
+    ids = np.where(np.isnan(matrix), 1, np.nan_to_num(bins)).astype(np.int64).reshape(-1)
+    return np.concatenate([[2], ids, [3]])
+
+
+class CompleteTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.root = cls.tmp.name
+        run = os.path.join(cls.root, "run")
+        subprocess.run([ARGS.worker, "train", "--config",
+                        os.path.join(ARGS.configs, "bert_matcomp_cpu.toml"), "--run-dir", run,
+                        "--quiet", *TINY], check=True, capture_output=True, timeout=600)
+        cls.checkpoint = os.path.join(run, "checkpoints", "step-0000012")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_completions_equal_transformers_on_the_same_tokens(self):
+        rng = np.random.default_rng(5)
+        matrices = 3.0 * rng.standard_normal((4, M, N))
+        matrices[rng.random(matrices.shape) < 0.3] = np.nan
+        path = os.path.join(self.root, "batch.npy")
+        np.save(path, matrices)
+        out = complete("--checkpoint", self.checkpoint, path, "--threads", "1")
+        written = os.path.join(self.root, "batch.completed.npy")
+        self.assertEqual(out.stdout.strip(), written)
+        got = np.load(written)
+        self.assertEqual(got.shape, matrices.shape)
+        self.assertEqual(got.dtype, np.float64)
+        given = ~np.isnan(matrices)
+        np.testing.assert_array_equal(got[given], matrices[given])  # bit for bit
+        self.assertFalse(np.isnan(got).any())
+
+        # Independently: scale by the observed entries' std, tokenise, run transformers' BERT
+        # and the regression head, scale back.
+        model = transformers.BertModel.from_pretrained(self.checkpoint, add_pooling_layer=False,
+                                                       attn_implementation="eager").eval()
+        head = safetensors.torch.load_file(os.path.join(self.checkpoint, "model.safetensors"))
+        for k, matrix in enumerate(matrices):
+            scale = np.std(matrix[~np.isnan(matrix)])
+            ids = torch.from_numpy(tokens(matrix / scale))[None]
+            with torch.no_grad():
+                hidden = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+                logits = hidden.last_hidden_state @ head["regressor.weight"].T + \
+                    head["regressor.bias"]
+            want = logits[0, 1:-1, 0].double().numpy().reshape(M, N) * scale
+            missing = np.isnan(matrix)
+            np.testing.assert_allclose(got[k][missing], want[missing], rtol=0, atol=1e-4 * scale)
+        self.assertIn("4 matrices 5x6", out.stderr)
+
+    def test_als_recovers_a_rank_one_matrix_missing_one_entry(self):
+        u, v = np.array([1.0, 2.0, -1.0, 0.5, 1.5]), np.array([1.5, -1.0, 2.0, 1.0, 0.5, -2.0])
+        truth = np.outer(u, v)
+        lines = [",".join("" if (i, j) == (1, 2) else repr(float(truth[i, j])) for j in range(N))
+                 for i in range(M)]
+        path = os.path.join(self.root, "one.csv")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        outdir = os.path.join(self.root, "out")
+        os.makedirs(outdir)
+        complete("--checkpoint", self.checkpoint, path, "--baselines", "--output-dir", outdir)
+        als = np.loadtxt(os.path.join(outdir, "one.als.csv"), delimiter=",")
+        self.assertAlmostEqual(als[1, 2], truth[1, 2], delta=1e-6)
+        model = np.loadtxt(os.path.join(outdir, "one.completed.csv"), delimiter=",")
+        mean = np.loadtxt(os.path.join(outdir, "one.mean.csv"), delimiter=",")
+        soft = np.loadtxt(os.path.join(outdir, "one.soft_impute.csv"), delimiter=",")
+        given = np.ones((M, N), bool)
+        given[1, 2] = False
+        for completed in (model, mean, soft, als):
+            np.testing.assert_array_equal(completed[given], truth[given])  # shortest exact form
+        self.assertAlmostEqual(mean[1, 2], truth[given].mean(), delta=1e-12)
+
+    def test_wrong_shapes_bad_files_and_a_missing_spec_are_named(self):
+        small = os.path.join(self.root, "small.csv")
+        with open(small, "w") as f:
+            f.write("1,2,3,4\n5,,7,8\n9,10,11,12\n13,14,15,16\n")
+        r = complete("--checkpoint", self.checkpoint, small, check=False)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"{small} holds 4x4 matrices; checkpoint {self.checkpoint} was trained on "
+                      "5x6", r.stderr)
+        ragged = os.path.join(self.root, "ragged.csv")
+        with open(ragged, "w") as f:
+            f.write("1,2,3\n4,5\n")
+        r = complete("--checkpoint", self.checkpoint, ragged, check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"{ragged}: line 2 has 2 values; the first row has 3", r.stderr)
+        word = os.path.join(self.root, "word.csv")
+        with open(word, "w") as f:
+            f.write("1,two\n")
+        r = complete("--checkpoint", self.checkpoint, word, check=False)
+        self.assertIn(f"{word}: line 1, column 2: \"two\" is not a number", r.stderr)
+        # A downloaded checkpoint carries its spec; without it, both places are named.
+        copy = os.path.join(self.root, "downloaded")
+        shutil.copytree(self.checkpoint, copy)
+        np.save(os.path.join(self.root, "x.npy"), np.full((M, N), 0.5) + np.eye(M, N))
+        complete("--checkpoint", copy, os.path.join(self.root, "x.npy"))
+        os.remove(os.path.join(copy, "spec.toml"))
+        r = complete("--checkpoint", copy, os.path.join(self.root, "x.npy"), check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"cannot find the job spec of checkpoint {copy}: neither {copy}/spec.toml",
+                      r.stderr)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", required=True)
+    parser.add_argument("--configs", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

@@ -1,0 +1,28 @@
+// `matbert-worker complete`: fill the missing entries of matrices (CSV or .npy, NaN =
+// missing) with a trained checkpoint, optionally beside the classical baselines.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace matbert {
+
+class CompleteCommand {
+ public:
+  explicit CompleteCommand(CLI::App& app);
+  bool selected() const { return command_->parsed(); }
+  int Run();
+
+ private:
+  CLI::App* command_;
+  std::string checkpoint_;
+  std::vector<std::string> inputs_;
+  std::string output_dir_;
+  bool baselines_ = false;
+  bool no_normalize_ = false;
+  int threads_ = 0;
+  bool quiet_ = false;
+};
+
+}  // namespace matbert
