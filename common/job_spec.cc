@@ -171,8 +171,12 @@ const std::vector<KeyDef>& Keys() {
         Int("matrix", "n_sigma", &J::matrix, &MatrixSection::n_sigma, 1, kMaxNSigma),
         Bool("matrix", "row_sep", &J::matrix, &MatrixSection::row_sep),
         Float("matrix", "mask_prob", &J::matrix, &MatrixSection::mask_prob, 0, 1, true),
+        Float("matrix", "mask_prob_start", &J::matrix, &MatrixSection::mask_prob_start, 0, 1),
+        Float("matrix", "mask_prob_end", &J::matrix, &MatrixSection::mask_prob_end, 0, 1),
         String("matrix", "mask_strategy", &J::matrix, &MatrixSection::mask_strategy,
                {"mask", "bert"}),
+        Float("matrix", "mask_random_prob", &J::matrix, &MatrixSection::mask_random_prob, 0, 1),
+        Float("matrix", "mask_keep_prob", &J::matrix, &MatrixSection::mask_keep_prob, 0, 1),
         Bool("matrix", "loss_masked_only", &J::matrix, &MatrixSection::loss_masked_only),
         String("matrix", "dataset", &J::matrix, &MatrixSection::dataset),
 
@@ -392,6 +396,17 @@ absl::Status CrossValidate(const JobSpec& s, const std::string& source) {
                                      "length m*n+2",
                                      s.matrix.row_sep ? "+(m-1)" : "", " = ", s.SequenceLength(),
                                      ", got ", s.model.max_position_embeddings)));
+  RETURN_IF_ERROR(
+      Check((s.matrix.mask_prob_start > 0) == (s.matrix.mask_prob_end > 0),
+            absl::StrCat(at,
+                         "matrix.mask_prob_start and matrix.mask_prob_end make a "
+                         "schedule together: set both above 0, or neither (got ",
+                         s.matrix.mask_prob_start, " and ", s.matrix.mask_prob_end, ")")));
+  RETURN_IF_ERROR(Check(s.matrix.mask_random_prob + s.matrix.mask_keep_prob <= 1,
+                        absl::StrCat(at,
+                                     "matrix.mask_random_prob + matrix.mask_keep_prob must be "
+                                     "<= 1, got ",
+                                     s.matrix.mask_random_prob + s.matrix.mask_keep_prob)));
   RETURN_IF_ERROR(Check(s.generate.shards <= s.generate.n_samples,
                         absl::StrCat(at, "generate.shards must be in 1..generate.n_samples = ",
                                      s.generate.n_samples, ", got ", s.generate.shards)));

@@ -50,8 +50,13 @@ struct MatrixSection {
   int prec = 2;
   int n_sigma = 4;
   bool row_sep = false;
-  double mask_prob = 0.15;             // fraction of entries masked per matrix
-  std::string mask_strategy = "mask";  // "mask": all [MASK]; "bert": 80/10/10 mask/random/keep
+  double mask_prob = 0.15;  // fraction of entries masked per matrix
+  // A masking schedule (both above 0): linear from start at step 1 to end at the last step,
+  // replacing mask_prob (evaluation masks at end). 0 = none.
+  double mask_prob_start = 0, mask_prob_end = 0;
+  std::string mask_strategy = "mask";  // "mask": all [MASK]; "bert": mask/random/keep
+  double mask_random_prob = 0.1;       // "bert": of the masked, a random bin instead
+  double mask_keep_prob = 0.1;         // "bert": of the masked, left unchanged
   bool loss_masked_only = true;        // loss on masked entries only (else all entries)
   std::string dataset;                 // offline dataset directory; empty = online generation
 };

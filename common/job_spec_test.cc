@@ -99,6 +99,17 @@ TEST(JobSpecTest, WarmupAndCooldownShrinkToFitAnyStepCount) {
   EXPECT_EQ(ratio_over_steps->training.warmup_steps, 25);
 }
 
+TEST(JobSpecTest, MaskScheduleAndBertProbabilitiesAreChecked) {
+  ExpectError(Parse("[matrix]\nmask_prob_start = 0.1\n"),
+              "spec.toml: matrix.mask_prob_start and matrix.mask_prob_end make a schedule "
+              "together: set both above 0, or neither (got 0.1 and 0)");
+  ExpectError(Parse("[matrix]\nmask_random_prob = 0.6\nmask_keep_prob = 0.5\n"),
+              "spec.toml: matrix.mask_random_prob + matrix.mask_keep_prob must be <= 1, got 1.1");
+  auto spec = Parse("[matrix]\nmask_prob_start = 0.1\nmask_prob_end = 0.4\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->matrix.mask_prob_end, 0.4);
+}
+
 TEST(JobSpecTest, EveryShippedConfigRunsTenSteps) {
   for (const char* name : {"bert_matcomp.toml", "bert_training.toml", "bert_matcomp_cpu.toml"}) {
     auto spec =

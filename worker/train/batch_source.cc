@@ -25,8 +25,14 @@ uint64_t SubSeed(int64_t seed, uint64_t use) {
 
 CollatorOptions CollatorFor(const JobSpec& spec, uint64_t mask_use) {
   CollatorOptions c;
-  c.mask_prob = spec.matrix.mask_prob;
-  c.bert_masking = spec.matrix.mask_strategy == "bert";
+  const MatrixSection& m = spec.matrix;
+  const bool scheduled = m.mask_prob_start > 0 && m.mask_prob_end > 0;
+  c.mask_prob = scheduled ? m.mask_prob_end : m.mask_prob;
+  c.mask_prob_start = scheduled ? m.mask_prob_start : c.mask_prob;
+  c.schedule_steps = scheduled ? spec.training.steps : 1;
+  c.bert_masking = m.mask_strategy == "bert";
+  c.random_prob = m.mask_random_prob;
+  c.keep_prob = m.mask_keep_prob;
   c.loss_masked_only = spec.matrix.loss_masked_only;
   c.seed = SubSeed(spec.training.seed, mask_use);
   return c;
@@ -73,7 +79,7 @@ class OnlineSource : public BatchSource {
                               {ids_.data() + i * l, size_t(l)},
                               {values_.data() + i * l, size_t(l)});
     }
-    return collator_.Collate(ids_, values_, keys_);
+    return collator_.Collate(ids_, values_, keys_, key.step);
   }
 
  private:
@@ -117,7 +123,7 @@ class OfflineSource : public BatchSource {
       std::copy(row_ids.begin(), row_ids.end(), ids_.begin() + i * l);
       std::copy(row_values.begin(), row_values.end(), values_.begin() + i * l);
     }
-    return collator_.Collate(ids_, values_, keys_);
+    return collator_.Collate(ids_, values_, keys_, key.step);
   }
 
  private:

@@ -1,5 +1,6 @@
 #include "worker/train/collator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -7,8 +8,16 @@
 
 namespace matbert {
 
+double MatrixCollator::MaskProb(int64_t step) const {
+  if (step <= 0 || options_.schedule_steps <= 1) return options_.mask_prob;
+  const double progress = static_cast<double>(std::min(step, options_.schedule_steps) - 1) /
+                          static_cast<double>(options_.schedule_steps - 1);
+  return options_.mask_prob_start + (options_.mask_prob - options_.mask_prob_start) * progress;
+}
+
 TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const double> values,
-                                   std::span<const uint64_t> keys) const {
+                                   std::span<const uint64_t> keys, int64_t step) const {
+  const double mask_prob = MaskProb(step);
   const int64_t b = static_cast<int64_t>(keys.size());
   const int64_t l = static_cast<int64_t>(ids.size()) / b;
   constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -35,16 +44,16 @@ TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const
         labels[at] = kNaN;
         continue;
       }
-      const bool mask = rng.NextUniform() < options_.mask_prob;
+      const bool mask = rng.NextUniform() < mask_prob;
       labels[at] = mask || !options_.loss_masked_only ? static_cast<float>(values[at]) : kNaN;
       if (!mask) continue;
       masked[at] = true;
       out_ids[at] = MatrixTokenizer::kMaskId;
       if (options_.bert_masking) {
         const double u = rng.NextUniform();
-        if (u >= 0.9) {
+        if (u >= 1.0 - options_.keep_prob) {
           out_ids[at] = id;  // keep
-        } else if (u >= 0.8) {
+        } else if (u >= 1.0 - options_.keep_prob - options_.random_prob) {
           out_ids[at] =
               MatrixTokenizer::kFirstBinId + static_cast<int64_t>(rng.NextUniform() * n_bins);
         }

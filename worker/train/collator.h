@@ -23,8 +23,14 @@ struct TrainBatch {
 };
 
 struct CollatorOptions {
+  // The fraction of entries masked goes linearly from mask_prob_start at step 1 to mask_prob
+  // at step schedule_steps (equal: no schedule); step 0 (evaluation) masks mask_prob.
   double mask_prob = 0.15;
-  bool bert_masking = false;  // 80% [MASK], 10% random bin, 10% unchanged
+  double mask_prob_start = 0.15;
+  int64_t schedule_steps = 1;
+  bool bert_masking = false;  // of the masked: random_prob a random bin, keep_prob unchanged,
+  double random_prob = 0.1;   // the rest [MASK] (BERT's 80/10/10 by default)
+  double keep_prob = 0.1;
   bool loss_masked_only = true;
   uint64_t seed = 0;  // of the masking streams
 };
@@ -35,9 +41,11 @@ class MatrixCollator {
       : tokenizer_(tokenizer), options_(options) {}
 
   // `ids` and `values` hold B rows of L tokens (B = keys.size()); keys[b] names sample b's
-  // masking stream. Thread-safe.
+  // masking stream; `step` picks the masking probability (0: the final one). Thread-safe.
   TrainBatch Collate(std::span<const int32_t> ids, std::span<const double> values,
-                     std::span<const uint64_t> keys) const;
+                     std::span<const uint64_t> keys, int64_t step = 0) const;
+  // The masking probability at `step`.
+  double MaskProb(int64_t step) const;
 
  private:
   MatrixTokenizer tokenizer_;

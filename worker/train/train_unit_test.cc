@@ -94,6 +94,53 @@ TEST(CollatorTest, BertStrategyReplacesSomeMasksWithRandomOrKeptTokens) {
   EXPECT_GT(masked.sum().item<int64_t>(), 1500);
 }
 
+TEST(CollatorTest, TheMaskScheduleRealisesItsFractionAtEachStep) {
+  // 0.1 at step 1 to 0.5 at step 10 (training.steps): 0.1 + 0.4 (s - 1) / 9 at step s. Each
+  // batch has 6400 entries, so the realised fraction is within 0.03 (≥ 4 standard deviations).
+  JobSpec spec = SmallSpec();
+  spec.matrix.mask_prob_start = 0.1;
+  spec.matrix.mask_prob_end = 0.5;
+  auto source = MakeBatchSource(spec, 0, 1);
+  ASSERT_TRUE(source.ok());
+  for (int64_t step : {1, 4, 10}) {
+    auto batch = (*source)->Get({step, 0});
+    ASSERT_TRUE(batch.ok());
+    const double entries =
+        static_cast<double>((~torch::isnan(batch->values)).sum().item<int64_t>());
+    const double fraction = static_cast<double>(batch->masked.sum().item<int64_t>()) / entries;
+    EXPECT_NEAR(fraction, 0.1 + 0.4 * static_cast<double>(step - 1) / 9, 0.03) << step;
+  }
+  // Evaluation masks at the end of the schedule.
+  const std::vector<TrainBatch> eval = MakeEvalBatches(spec);
+  double masked = 0, entries = 0;
+  for (const TrainBatch& b : eval) {
+    masked += static_cast<double>(b.masked.sum().item<int64_t>());
+    entries += static_cast<double>((~torch::isnan(b.values)).sum().item<int64_t>());
+  }
+  EXPECT_NEAR(masked / entries, 0.5, 0.05);
+}
+
+TEST(CollatorTest, BertReplacementAndKeepProbabilitiesAreConfigurable) {
+  JobSpec spec = SmallSpec();
+  spec.matrix.mask_strategy = "bert";
+  spec.matrix.mask_random_prob = 0.0;
+  spec.matrix.mask_keep_prob = 0.5;  // half [MASK], half unchanged, no random bins
+  auto batch = (*MakeBatchSource(spec, 0, 1))->Get({1, 0});
+  ASSERT_TRUE(batch.ok());
+  const torch::Tensor masked = batch->masked;
+  const torch::Tensor shown = batch->input_ids.masked_select(masked);
+  const double as_mask =
+      (shown == MatrixTokenizer::kMaskId).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(as_mask, 0.5, 0.05);
+  // Every masked position that is not [MASK] kept its own token (none was randomised): the
+  // unmasked-source ids of the same batch, collated without masking, agree there.
+  spec.matrix.mask_prob = 1e-9;
+  auto plain = (*MakeBatchSource(spec, 0, 1))->Get({1, 0});
+  const torch::Tensor kept = masked & (batch->input_ids != MatrixTokenizer::kMaskId);
+  EXPECT_TRUE(
+      torch::equal(batch->input_ids.masked_select(kept), plain->input_ids.masked_select(kept)));
+}
+
 TEST(CollatorTest, BatchesAreAPureFunctionOfTheirKey) {
   JobSpec spec = SmallSpec();
   auto a = MakeBatchSource(spec, 0, 2);
