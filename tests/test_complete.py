@@ -35,7 +35,8 @@ TINY = ["--model.hidden_size", "32", "--model.num_hidden_layers", "2",
         "--matrix.m", str(M), "--matrix.n", str(N), "--matrix.r", "1", "--matrix.prec",
         str(PREC), "--matrix.n_sigma", str(N_SIGMA), "--training.batch_size", "8",
         "--training.steps", "12", "--training.log_every", "4", "--training.eval_every", "0",
-        "--training.eval_samples", "8", "--training.threads", "1", "--checkpoint.every", "12"]
+        "--training.eval_samples", "8", "--training.threads", "1", "--checkpoint.every", "12",
+        "--training.ema_decay", "0.9"]
 
 
 def complete(*args, check=True):
@@ -122,6 +123,29 @@ class CompleteTest(unittest.TestCase):
         for completed in (model, mean, soft, als):
             np.testing.assert_array_equal(completed[given], truth[given])  # shortest exact form
         self.assertAlmostEqual(mean[1, 2], truth[given].mean(), delta=1e-12)
+
+    def test_ema_completes_with_the_averaged_weights(self):
+        rng = np.random.default_rng(8)
+        matrix = rng.standard_normal((M, N))
+        matrix[rng.random(matrix.shape) < 0.3] = np.nan
+        path = os.path.join(self.root, "ema_input.npy")
+        np.save(path, matrix)
+        outputs = {}
+        for flags in ([], ["--ema"]):
+            outdir = os.path.join(self.root, "ema" if flags else "raw")
+            os.makedirs(outdir)
+            complete("--checkpoint", self.checkpoint, path, "--output-dir", outdir, *flags)
+            outputs[bool(flags)] = np.load(os.path.join(outdir, "ema_input.completed.npy"))
+        missing = np.isnan(matrix)
+        np.testing.assert_array_equal(outputs[True][~missing], matrix[~missing])
+        self.assertTrue((outputs[True][missing] != outputs[False][missing]).all())
+        # A checkpoint without an average says so.
+        bare = os.path.join(self.root, "bare_checkpoint")
+        shutil.copytree(self.checkpoint, bare)
+        os.remove(os.path.join(bare, "model_ema.safetensors"))
+        r = complete("--checkpoint", bare, path, "--ema", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"checkpoint {bare} has no model_ema.safetensors", r.stderr)
 
     def test_wrong_shapes_bad_files_and_a_missing_spec_are_named(self):
         small = os.path.join(self.root, "small.csv")

@@ -12,6 +12,7 @@ Usage: test_train.py --worker PATH --configs DIR [--learning-steps N] [--libtorc
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,6 +134,53 @@ class TrainTest(unittest.TestCase):
         self.assertEqual(len(lrs), 10)
         for step, (got, exp) in enumerate(zip(lrs, want), start=1):
             self.assertAlmostEqual(got, exp, delta=1e-12, msg=f"step {step}")
+
+    def test_weight_average_follows_its_recurrence_and_resumes_exactly(self):
+        # ema_k = d ema_(k-1) + (1 - d) theta_k with d = 0.5: halves are exact in float32, so
+        # numpy's float32 arithmetic must give the checkpointed averages bit for bit.
+        import numpy as np
+        straight = os.path.join(self.root, "straight")
+        common = [*TINY, "--training.steps", "6", "--training.ema_decay", "0.5",
+                  "--checkpoint.every", "1", "--checkpoint.keep", "10",
+                  "--training.eval_every", "3"]
+        train("bert_matcomp_cpu.toml", straight, *common)
+
+        def load(run, step, name):
+            """A safetensors file of F32 tensors, read by its format (8-byte header length,
+            JSON header, data) rather than by our reader."""
+            with open(os.path.join(run, "checkpoints", f"step-{step:07d}", name), "rb") as f:
+                data = f.read()
+            size = int.from_bytes(data[:8], "little")
+            header = json.loads(data[8:8 + size])
+            header.pop("__metadata__", None)
+            out = {}
+            for tensor, info in header.items():
+                self.assertEqual(info["dtype"], "F32", tensor)
+                begin, end = info["data_offsets"]
+                out[tensor] = np.frombuffer(data[8 + size + begin:8 + size + end],
+                                            dtype="<f4").reshape(info["shape"])
+            return out
+
+        for step in range(2, 7):
+            before, weights = load(straight, step - 1, "model_ema.safetensors"), \
+                load(straight, step, "model.safetensors")
+            after = load(straight, step, "model_ema.safetensors")
+            self.assertEqual(sorted(after), sorted(weights))
+            for name, average in after.items():
+                want = np.float32(0.5) * before[name] + np.float32(0.5) * weights[name]
+                np.testing.assert_array_equal(average, want, err_msg=f"{name} at step {step}")
+        evals = records(straight, "eval")
+        self.assertEqual([e["step"] for e in evals], [3, 6])
+        self.assertTrue(all(e["eval_rmse_ema"] > 0 for e in evals), evals)
+        self.assertNotEqual(evals[-1]["eval_rmse_ema"], evals[-1]["eval_rmse"])
+        # Resumed from step 3 (steps 4-6 run again), the average continues exactly.
+        resumed = os.path.join(self.root, "resumed")
+        train("bert_matcomp_cpu.toml", resumed, *common)
+        shutil.rmtree(os.path.join(resumed, "checkpoints", "step-0000006"))
+        train("bert_matcomp_cpu.toml", resumed, *common, "--checkpoint.load_step", "3")
+        for name, average in load(straight, 6, "model_ema.safetensors").items():
+            np.testing.assert_array_equal(load(resumed, 6, "model_ema.safetensors")[name],
+                                          average, err_msg=name)
 
     def test_bad_specs_name_the_key(self):
         spec = os.path.join(self.root, "bad.toml")

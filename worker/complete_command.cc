@@ -44,6 +44,8 @@ CompleteCommand::CompleteCommand(CLI::App& app) {
   command_->add_flag("--no-normalize", no_normalize_,
                      "Give the model the values as they are (by default each matrix is divided "
                      "by its observed entries' std, as the training data were, and scaled back)");
+  command_->add_flag("--ema", ema_,
+                     "Use the weights' moving average (model_ema.safetensors; training.ema_decay)");
   command_->add_option("--threads", threads_, "Intra-op threads [default: LibTorch's]");
   command_->add_flag("-q,--quiet", quiet_, "Print nothing but errors");
 }
@@ -74,6 +76,7 @@ int CompleteCommand::Run() {
     request.source = input;
     request.normalize = !no_normalize_;
     request.baselines = baselines_;
+    request.average = ema_;
     request.threads = threads_;
     absl::StatusOr<Completion> done = (*module)->complete(request);
     if (!done.ok()) {

@@ -21,6 +21,7 @@ class CompleteCommand {
   std::string output_dir_;
   bool baselines_ = false;
   bool no_normalize_ = false;
+  bool ema_ = false;
   int threads_ = 0;
   bool quiet_ = false;
 };

@@ -20,11 +20,51 @@
 namespace matbert {
 namespace fs = std::filesystem;
 
+namespace {
+
+// Copies the tensors of safetensors file `path` into `into` by name: each must be there with
+// its shape, and the file may hold nothing else.
+absl::Status CopyWeights(const std::string& path, const NamedTensors& into) {
+  ASSIGN_OR_RETURN(SafetensorsFile weights, ReadSafetensors(path));
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (const auto& [name, target] : into) {
+    auto it = weights.tensors.find(name);
+    if (it == weights.tensors.end()) {
+      return absl::DataLossError(absl::StrCat(path, ": missing tensor ", name));
+    }
+    if (it->second.sizes() != target.sizes()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": tensor ", name, " has shape ", c10::str(it->second.sizes()),
+          " but the model's is ", c10::str(target.sizes()), " (was the spec changed?)"));
+    }
+    target.copy_(it->second);
+    used.insert(name);
+  }
+  for (const auto& [name, tensor] : weights.tensors) {
+    if (!used.count(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": tensor ", name, " is not a parameter of this model"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<bool> LoadAverages(const std::string& dir, const NamedTensors& averages) {
+  const std::string path = dir + "/model_ema.safetensors";
+  if (!fs::exists(path)) return false;
+  RETURN_IF_ERROR(CopyWeights(path, averages));
+  return true;
+}
+
 absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, int64_t step,
                                             BertForMatrixRegression& model,
                                             torch::optim::Optimizer& optimizer,
                                             nlohmann::json trainer_state,
-                                            const std::string& spec_toml, int keep) {
+                                            const std::string& spec_toml, int keep,
+                                            const NamedTensors* averages) {
   const std::string target = checkpoints_dir + "/" + CheckpointDirName(step);
   ASSIGN_OR_RETURN(StagingDir staging, StagingDir::Create(target, /*overwrite=*/true));
   NamedTensors weights;
@@ -32,6 +72,10 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, 
   RETURN_IF_ERROR(
       WriteSafetensors(staging.path() + "/model.safetensors", weights, {{"format", "pt"}}));
   RETURN_IF_ERROR(WriteFileAtomically(staging.path() + "/spec.toml", spec_toml));
+  if (averages != nullptr) {
+    RETURN_IF_ERROR(
+        WriteSafetensors(staging.path() + "/model_ema.safetensors", *averages, {{"format", "pt"}}));
+  }
   RETURN_IF_ERROR(WriteFileAtomically(staging.path() + "/config.json",
                                       model->options().ToConfigJson().dump(2) + "\n"));
   try {
@@ -89,31 +133,9 @@ absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
                                             state.value("format_version", 0), " is not ",
                                             kCheckpointFormatVersion));
   }
-  const std::string weights_path = dir + "/model.safetensors";
-  ASSIGN_OR_RETURN(SafetensorsFile weights, ReadSafetensors(weights_path));
-  {
-    torch::NoGradGuard no_grad;
-    std::set<std::string> used;
-    for (auto& p : model->named_parameters()) {
-      auto it = weights.tensors.find(p.key());
-      if (it == weights.tensors.end()) {
-        return absl::DataLossError(absl::StrCat(weights_path, ": missing tensor ", p.key()));
-      }
-      if (it->second.sizes() != p.value().sizes()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            weights_path, ": tensor ", p.key(), " has shape ", c10::str(it->second.sizes()),
-            " but the model's is ", c10::str(p.value().sizes()), " (was the spec changed?)"));
-      }
-      p.value().copy_(it->second);
-      used.insert(p.key());
-    }
-    for (const auto& [name, tensor] : weights.tensors) {
-      if (!used.count(name)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(weights_path, ": tensor ", name, " is not a parameter of this model"));
-      }
-    }
-  }
+  NamedTensors parameters;
+  for (auto& p : model->named_parameters()) parameters.emplace_back(p.key(), p.value());
+  RETURN_IF_ERROR(CopyWeights(dir + "/model.safetensors", parameters));
   if (optimizer != nullptr) {
     const std::string optimizer_path = dir + "/optimizer.pt";
     if (!fs::exists(optimizer_path)) {

@@ -4,6 +4,7 @@
 //   optimizer.pt         AdamW state (torch::save archive)
 //   trainer_state.json   format_version, step, RNG state, last evaluation
 //   spec.toml            the resolved job spec (tokenizer and shape for `complete`)
+//   model_ema.safetensors  the weights' moving average, with training.ema_decay
 // Each is written into a staging directory and renamed into place whole; a directory that
 // is not named step-NNNNNNN (a staging one) is never loaded.
 #pragma once
@@ -18,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "common/run_layout.h"  // CheckpointDirName, ListCheckpointSteps
 #include "worker/train/bert_model.h"
+#include "worker/train/safetensors.h"
 
 namespace matbert {
 
@@ -30,7 +32,8 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, 
                                             BertForMatrixRegression& model,
                                             torch::optim::Optimizer& optimizer,
                                             nlohmann::json trainer_state,
-                                            const std::string& spec_toml, int keep);
+                                            const std::string& spec_toml, int keep,
+                                            const NamedTensors* averages = nullptr);
 
 // The directory of checkpoint `load_step` (-1: the latest). NOT_FOUND naming the directory
 // (and the steps that exist) when there is none.
@@ -43,6 +46,10 @@ absl::StatusOr<std::string> ResolveCheckpoint(const std::string& checkpoints_dir
 absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
                                               BertForMatrixRegression& model,
                                               torch::optim::Optimizer* optimizer);
+
+// Copies model_ema.safetensors of checkpoint `dir` into `averages` (by name; every tensor
+// must be there with its shape). False when the checkpoint has none (a run without EMA).
+absl::StatusOr<bool> LoadAverages(const std::string& dir, const NamedTensors& averages);
 
 // The default CPU generator's state, base64, as trainer_state.json's torch_cpu_rng holds it
 // (dropout and masking draw from it, so an exact resume restores it).

@@ -76,6 +76,16 @@ absl::StatusOr<Completion> CompleteMatrices(const CompletionRequest& r) {
   torch::NoGradGuard no_grad;
   BertForMatrixRegression model(BertOptions::FromSpec(spec));
   RETURN_IF_ERROR(LoadCheckpoint(r.checkpoint, model, nullptr).status());
+  if (r.average) {
+    NamedTensors parameters;
+    for (auto& p : model->named_parameters()) parameters.emplace_back(p.key(), p.value());
+    ASSIGN_OR_RETURN(const bool had, LoadAverages(r.checkpoint, parameters));
+    if (!had) {
+      return absl::NotFoundError(absl::StrCat("checkpoint ", r.checkpoint,
+                                              " has no model_ema.safetensors (its run did not "
+                                              "set training.ema_decay)"));
+    }
+  }
   model->eval();
 
   const MatrixTokenizer tokenizer =

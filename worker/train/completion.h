@@ -20,7 +20,8 @@ struct CompletionRequest {
   std::string source;     // names the matrices in errors ("data/x.npy")
   bool normalize = true;  // scale by the observed entries' std, as the training data were
   bool baselines = false;
-  int threads = 0;  // intra-op threads; 0 = LibTorch's default
+  bool average = false;  // the weights' moving average (model_ema.safetensors) instead
+  int threads = 0;       // intra-op threads; 0 = LibTorch's default
 };
 
 struct Completion {

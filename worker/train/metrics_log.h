@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <functional>
@@ -84,7 +85,9 @@ class ProgressLog {
 
   // The "eval" record: the model's masked RMSE beside the baselines'. Returns the record
   // (checkpoints keep the last one).
-  nlohmann::json Eval(int64_t step, double rmse, const EvalResult& baselines, int matrix_rank) {
+  // `ema_rmse`: the weights' moving average's masked RMSE, when training keeps one (NaN: not).
+  nlohmann::json Eval(int64_t step, double rmse, double ema_rmse, const EvalResult& baselines,
+                      int matrix_rank) {
     nlohmann::json record = {{"kind", "eval"},
                              {"step", step},
                              {"eval_rmse", rmse},
@@ -93,13 +96,15 @@ class ProgressLog {
                              {"baseline_soft_impute_rmse", baselines.soft_impute_rmse},
                              {"eval_entries", baselines.entries},
                              {"matrix_rank", matrix_rank}};
+    if (!std::isnan(ema_rmse)) record["eval_rmse_ema"] = ema_rmse;
     log_->Write(record);
     if (!run_.quiet) {
-      absl::FPrintF(stderr,
-                    "eval step %d: masked RMSE %.4f | mean baseline %.4f | ALS rank-%d baseline "
-                    "%.4f | soft-impute baseline %.4f\n",
-                    step, rmse, baselines.mean_rmse, matrix_rank, baselines.als_rmse,
-                    baselines.soft_impute_rmse);
+      absl::FPrintF(
+          stderr,
+          "eval step %d: masked RMSE %.4f%s | mean baseline %.4f | ALS rank-%d "
+          "baseline %.4f | soft-impute baseline %.4f\n",
+          step, rmse, std::isnan(ema_rmse) ? "" : absl::StrFormat(" (EMA weights %.4f)", ema_rmse),
+          baselines.mean_rmse, matrix_rank, baselines.als_rmse, baselines.soft_impute_rmse);
     }
     return record;
   }

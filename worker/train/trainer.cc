@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +32,7 @@
 #include "worker/train/lr_schedule.h"
 #include "worker/train/metrics_log.h"
 #include "worker/train/torch_compat.h"
+#include "worker/train/weight_average.h"
 
 namespace matbert {
 namespace {
@@ -116,6 +118,22 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
                                                      ", at or past training.steps = ", t.steps));
     }
     if (leader) absl::FPrintF(stderr, "resuming from %s (step %d)\n", dir, start_step);
+  }
+  // The weights' moving average, kept by rank 0 (every rank's weights are the same).
+  std::optional<WeightAverage> average;
+  if (leader && t.ema_decay > 0) {
+    average.emplace(model, t.ema_decay);
+    if (spec.checkpoint.load_step.has_value()) {
+      ASSIGN_OR_RETURN(std::string dir,
+                       ResolveCheckpoint(checkpoints_dir, *spec.checkpoint.load_step));
+      ASSIGN_OR_RETURN(const bool had, LoadAverages(dir, average->averages()));
+      if (!had) {
+        absl::FPrintF(stderr,
+                      "note: %s has no model_ema.safetensors; the average starts "
+                      "from its weights\n",
+                      dir);
+      }
+    }
   }
 
   // Data parallelism: every rank starts from rank 0's parameters and averages gradients.
@@ -206,6 +224,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
         t.clip_grad_norm > 0 ? t.clip_grad_norm : std::numeric_limits<double>::infinity();
     const double grad_norm = torch::nn::utils::clip_grad_norm_(model->parameters(), max_norm);
     optimizer.step();
+    if (average) average->Update();
     if (cuda && bf16) at::autocast::clear_cache();
     time_optimizer += Seconds(optimizer_start, Clock::now());
     bool stopping = options.stop != nullptr && options.stop->load();
@@ -232,16 +251,23 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     if (leader && (step % t.log_every == 0 || last)) progress.Train(step, grad_norm, lr);
     if (leader && ((t.eval_every > 0 && step % t.eval_every == 0) || step == t.steps)) {
       result.eval_rmse = ModelRmse(model, eval_batches, device);
-      last_eval = progress.Eval(step, result.eval_rmse, baselines, spec.matrix.r);
+      double ema_rmse = std::numeric_limits<double>::quiet_NaN();
+      if (average) {
+        average->Swap();
+        ema_rmse = ModelRmse(model, eval_batches, device);
+        average->Swap();
+      }
+      last_eval = progress.Eval(step, result.eval_rmse, ema_rmse, baselines, spec.matrix.r);
     }
     if (leader && ((spec.checkpoint.every > 0 && step % spec.checkpoint.every == 0) || last)) {
       const Json state = {{"total_steps", t.steps},
                           {"world_size", dist.world_size},
                           {"loss", step_loss},
                           {"last_eval", last_eval}};
-      ASSIGN_OR_RETURN(result.last_checkpoint,
-                       WriteCheckpoint(checkpoints_dir, step, model, optimizer, state, spec_toml,
-                                       spec.checkpoint.keep));
+      ASSIGN_OR_RETURN(
+          result.last_checkpoint,
+          WriteCheckpoint(checkpoints_dir, step, model, optimizer, state, spec_toml,
+                          spec.checkpoint.keep, average ? &average->averages() : nullptr));
       progress.Checkpoint(step, result.last_checkpoint);
     }
     if (stopping) {
