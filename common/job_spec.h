@@ -58,7 +58,10 @@ struct MatrixSection {
   double mask_random_prob = 0.1;       // "bert": of the masked, a random bin instead
   double mask_keep_prob = 0.1;         // "bert": of the masked, left unchanged
   bool loss_masked_only = true;        // loss on masked entries only (else all entries)
-  std::string dataset;                 // offline dataset directory; empty = online generation
+  // "mlm": mask_prob (or its schedule) for every matrix; "diffusion": masked diffusion, a
+  // ratio t per matrix and its masked entries weighted 1/t (loss on masked entries only).
+  std::string objective = "mlm";
+  std::string dataset;  // offline dataset directory; empty = online generation
 };
 
 struct TrainingSection {

@@ -193,10 +193,12 @@ torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_id
   return regressor_(Encode(input_ids));  // (B, L, H) -> (B, L, 1)
 }
 
-torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels) {
+torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels,
+                                    const torch::Tensor& weights) {
   torch::Tensor valid = ~torch::isnan(labels);  // (B, L)
   torch::Tensor diff = logits.squeeze(-1).to(torch::kFloat32) - torch::nan_to_num(labels, 0.0);
-  return (diff.square() * valid).sum();
+  torch::Tensor errors = diff.square() * valid;
+  return (weights.defined() ? errors * weights : errors).sum();
 }
 
 torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels) {

@@ -112,7 +112,9 @@ TORCH_MODULE(BertForMatrixRegression);
 
 // Mean squared error over positions whose label is not NaN. logits (B, L, 1), labels (B, L).
 torch::Tensor MaskedMseLoss(const torch::Tensor& logits, const torch::Tensor& labels);
-// The sum of those squared errors (the numerator of MaskedMseLoss).
-torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels);
+// The sum of those squared errors (the numerator of MaskedMseLoss), each times its
+// `weights` entry (B, L) when given.
+torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels,
+                                    const torch::Tensor& weights = {});
 
 }  // namespace matbert

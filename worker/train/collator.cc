@@ -26,6 +26,10 @@ TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const
   batch.labels = torch::empty({b, l}, torch::kFloat32);
   batch.masked = torch::zeros({b, l}, torch::kBool);
   batch.values = torch::empty({b, l}, torch::kFloat64);
+  batch.loss_weights = torch::zeros({b, l}, torch::kFloat32);
+  float* weights = batch.loss_weights.data_ptr<float>();
+  const bool diffusion = options_.diffusion && step > 0;
+  int64_t labelled = 0, entries = 0;
   batch.attention_mask = torch::ones({b, l}, torch::kInt64);
   batch.first_key = b > 0 ? static_cast<int64_t>(keys[0]) : 0;
   int64_t* out_ids = batch.input_ids.data_ptr<int64_t>();
@@ -35,6 +39,8 @@ TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const
   const int64_t n_bins = tokenizer_.n_bins();
   for (int64_t row = 0; row < b; ++row) {
     RandomStream rng(options_.seed, keys[row]);
+    // Masked diffusion: this matrix's ratio, kept away from 0 so that 1/t stays bounded.
+    const double ratio = diffusion ? 1e-3 + (1 - 1e-3) * rng.NextUniform() : mask_prob;
     for (int64_t j = 0; j < l; ++j) {
       const int64_t at = row * l + j;
       const int32_t id = ids[at];
@@ -44,8 +50,14 @@ TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const
         labels[at] = kNaN;
         continue;
       }
-      const bool mask = rng.NextUniform() < mask_prob;
-      labels[at] = mask || !options_.loss_masked_only ? static_cast<float>(values[at]) : kNaN;
+      ++entries;
+      const bool mask = rng.NextUniform() < ratio;
+      const bool labelled_here = mask || (!options_.loss_masked_only && !diffusion);
+      labels[at] = labelled_here ? static_cast<float>(values[at]) : kNaN;
+      if (labelled_here) {
+        weights[at] = diffusion ? static_cast<float>(1.0 / ratio) : 1.0f;
+        ++labelled;
+      }
       if (!mask) continue;
       masked[at] = true;
       out_ids[at] = MatrixTokenizer::kMaskId;
@@ -60,6 +72,7 @@ TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const
       }
     }
   }
+  batch.loss_denominator = static_cast<double>(diffusion ? entries : labelled);
   return batch;
 }
 

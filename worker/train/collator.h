@@ -19,6 +19,8 @@ struct TrainBatch {
   torch::Tensor attention_mask;  // (B, L) int64, all ones (rows have equal length)
   torch::Tensor masked;          // (B, L) bool, true at masked entries
   torch::Tensor values;          // (B, L) float64, the true values, NaN at special tokens
+  torch::Tensor loss_weights;    // (B, L) float32: each labelled position's weight in the loss
+  double loss_denominator = 0;   // what the weighted squared errors are divided by
   int64_t first_key = 0;         // key of the batch's first sample (for checks)
 };
 
@@ -32,6 +34,10 @@ struct CollatorOptions {
   double random_prob = 0.1;   // the rest [MASK] (BERT's 80/10/10 by default)
   double keep_prob = 0.1;
   bool loss_masked_only = true;
+  // Masked diffusion (training steps only): each matrix draws its own masking ratio t in
+  // (0, 1], its masked entries weigh 1/t, and the loss is divided by all entries: an
+  // unbiased estimate of the error over every entry. Evaluation masks at mask_prob.
+  bool diffusion = false;
   uint64_t seed = 0;  // of the masking streams
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
@@ -160,6 +161,49 @@ TEST(LossTest, EqualsHandComputedMse) {
   torch::Tensor labels = torch::tensor({nan, 1.0f, 5.0f, 4.0f, nan, 1.0f}).view({2, 3});
   // Valid pairs: (2,1) (3,5) (4,4) (-1,1): squared errors 1, 4, 0, 4.
   EXPECT_FLOAT_EQ(MaskedMseLoss(logits, labels).item<float>(), 9.0f / 4);
+  // Weighted: 2·1 + 0.5·4 + 3·0 + 0.25·4 (the NaN positions' weights do not count).
+  torch::Tensor weights = torch::tensor({7.0f, 2.0f, 0.5f, 3.0f, 9.0f, 0.25f}).view({2, 3});
+  EXPECT_FLOAT_EQ(MaskedSquaredErrorSum(logits, labels, weights).item<float>(), 5.0f);
+}
+
+TEST(CollatorTest, DiffusionDrawsARatioPerMatrixAndWeighsItsMasksByItsInverse) {
+  JobSpec spec = SmallSpec();
+  spec.matrix.objective = "diffusion";
+  spec.matrix.loss_masked_only = false;  // diffusion's loss is on masked entries regardless
+  auto batch = (*MakeBatchSource(spec, 0, 1))->Get({1, 0});
+  ASSERT_TRUE(batch.ok());
+  const int64_t b = batch->input_ids.size(0);
+  const auto masked = batch->masked.accessor<bool, 2>();
+  const auto weights = batch->loss_weights.accessor<float, 2>();
+  const auto labels = batch->labels.accessor<float, 2>();
+  double expected_masks = 0, masks = 0;
+  std::set<float> ratios;
+  for (int64_t i = 0; i < b; ++i) {
+    float row_weight = 0;
+    for (int64_t j = 0; j < batch->input_ids.size(1); ++j) {
+      if (!masked[i][j]) {
+        EXPECT_EQ(weights[i][j], 0.0f);
+        EXPECT_TRUE(std::isnan(labels[i][j]));
+        continue;
+      }
+      if (row_weight == 0) row_weight = weights[i][j];
+      EXPECT_EQ(weights[i][j], row_weight);  // one ratio per matrix
+      ++masks;
+    }
+    if (row_weight > 0) {
+      EXPECT_GE(row_weight, 1.0f);
+      ratios.insert(row_weight);
+      expected_masks += 100.0 / row_weight;  // 100 entries masked with probability t = 1/w
+    }
+  }
+  EXPECT_GT(ratios.size(), 50u);  // the ratios differ from matrix to matrix
+  // Σ masks ≈ Σ 100 t over the rows: 64 rows of 100 Bernoulli draws (σ ≤ 40).
+  EXPECT_NEAR(masks, expected_masks, 200);
+  EXPECT_EQ(batch->loss_denominator, 64 * 100);  // every entry
+  // Evaluation (step 0) masks at mask_prob with unit weights, as for "mlm".
+  const std::vector<TrainBatch> eval = MakeEvalBatches(spec);
+  EXPECT_TRUE(torch::equal(eval[0].loss_weights.masked_select(eval[0].masked),
+                           torch::ones({eval[0].masked.sum().item<int64_t>()})));
 }
 
 TEST(LrScheduleTest, WarmupDecayCooldown) {

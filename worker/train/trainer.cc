@@ -196,9 +196,10 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
     double step_loss = 0;  // this rank's share of the global mean loss
     for (int micro = 0; micro < t.grad_accum; ++micro) {
       ASSIGN_OR_RETURN(TrainBatch batch, prefetcher.Next({step, micro}));
-      // Normalise by the masked entries of all ranks, so that averaging gradients over
-      // ranks gives exactly the gradient of the global mean.
-      torch::Tensor count = (~torch::isnan(batch.labels)).sum().to(torch::kFloat64).view({1});
+      // Normalise by the loss's denominator over all ranks (the labelled entries; every entry
+      // for masked diffusion), so that averaging gradients over ranks gives exactly the
+      // gradient of the global mean.
+      torch::Tensor count = torch::tensor({batch.loss_denominator}, torch::kFloat64);
       if (comm) {
         std::vector<torch::Tensor> counts{count};
         RETURN_IF_ERROR(comm->AllReduceSum(counts, "all-reduce of loss counts", step));
@@ -208,7 +209,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
       const auto forward_start = Clock::now();
       torch::Tensor logits = model->forward(batch.input_ids.to(device));  // (B, L, 1)
       torch::Tensor loss =
-          MaskedSquaredErrorSum(logits, batch.labels.to(device)) / global_count / t.grad_accum;
+          MaskedSquaredErrorSum(logits, batch.labels.to(device), batch.loss_weights.to(device)) /
+          global_count / t.grad_accum;
       const auto backward_start = Clock::now();
       (loss * dist.world_size).backward();
       step_loss += loss.item<double>();
