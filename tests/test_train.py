@@ -76,18 +76,21 @@ class TrainTest(unittest.TestCase):
                 ran = records(run, "summary")[-1]["libtorch"]
                 self.assertEqual(".".join(ran.split(".")[:2]), want_line, run)
 
-    def test_masked_diffusion_resumes_exactly(self):
-        straight = os.path.join(self.root, "straight")
-        resumed = os.path.join(self.root, "resumed")
-        common = [*TINY, "--training.steps", "8", "--checkpoint.every", "4",
-                  "--matrix.objective", "diffusion", "--training.eval_every", "8"]
-        train("bert_matcomp_cpu.toml", straight, *common)
-        train("bert_matcomp_cpu.toml", resumed, *common)
-        train("bert_matcomp_cpu.toml", resumed, *common, "--checkpoint.load_step", "4")
-        want = [(r["step"], r["loss"]) for r in records(straight, "train")]
-        self.assertEqual([(r["step"], r["loss"]) for r in records(resumed, "train")][8:],
-                         want[4:])
-        self.assertGreater(records(straight, "eval")[-1]["eval_rmse"], 0)
+    def test_lamb_and_masked_diffusion_resume_exactly(self):
+        for variant in (["--matrix.objective", "diffusion"], ["--training.optimizer", "lamb"]):
+            name = variant[1]
+            straight = os.path.join(self.root, name + "-straight")
+            resumed = os.path.join(self.root, name + "-resumed")
+            common = [*TINY, "--training.steps", "8", "--checkpoint.every", "4",
+                      "--training.eval_every", "8", *variant]
+            train("bert_matcomp_cpu.toml", straight, *common)
+            train("bert_matcomp_cpu.toml", resumed, *common)
+            train("bert_matcomp_cpu.toml", resumed, *common, "--checkpoint.load_step", "4")
+            want = [(r["step"], r["loss"]) for r in records(straight, "train")]
+            self.assertEqual([(r["step"], r["loss"]) for r in records(resumed, "train")][8:],
+                             want[4:], name)
+            self.assertGreater(records(straight, "eval")[-1]["eval_rmse"], 0)
+            self.assertLess(want[-1][1], want[0][1] * 2, name)  # finite, not diverging
 
     def test_sigterm_writes_one_checkpoint_and_exits_zero(self):
         run = os.path.join(self.root, "run")

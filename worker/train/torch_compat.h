@@ -39,4 +39,14 @@ inline void SetCudaAutocastBf16(bool enabled) {
 #endif
 }
 
+// The key of a parameter's state in torch::optim::Optimizer::state_: the address of its
+// TensorImpl, as a string in LibTorch 1.x and as the pointer itself in 2.x.
+inline auto OptimizerStateKey(const at::Tensor& p) {
+#if TORCH_VERSION_MAJOR >= 2
+  return static_cast<void*>(p.unsafeGetTensorImpl());
+#else
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+#endif
+}
+
 }  // namespace matbert::compat

@@ -18,6 +18,7 @@
 #include "worker/train/bert_model.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/collator.h"
+#include "worker/train/lamb.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/nccl_comm.h"
 #include "worker/train/safetensors.h"
@@ -204,6 +205,64 @@ TEST(CollatorTest, DiffusionDrawsARatioPerMatrixAndWeighsItsMasksByItsInverse) {
   const std::vector<TrainBatch> eval = MakeEvalBatches(spec);
   EXPECT_TRUE(torch::equal(eval[0].loss_weights.masked_select(eval[0].masked),
                            torch::ones({eval[0].masked.sum().item<int64_t>()})));
+}
+
+// LAMB written out on plain doubles, one tensor at a time, as the paper states it.
+struct ReferenceLamb {
+  double lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay;
+  std::vector<double> m, v;
+  int step = 0;
+  void Step(std::vector<double>& w, const std::vector<double>& g) {
+    if (m.empty()) m.assign(w.size(), 0), v.assign(w.size(), 0);
+    ++step;
+    std::vector<double> u(w.size());
+    double wn = 0, un = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+      v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+      const double mh = m[i] / (1 - std::pow(beta1, step)), vh = v[i] / (1 - std::pow(beta2, step));
+      u[i] = mh / (std::sqrt(vh) + eps) + weight_decay * w[i];
+      wn += w[i] * w[i];
+      un += u[i] * u[i];
+    }
+    const double trust = wn > 0 && un > 0 ? std::sqrt(wn) / std::sqrt(un) : 1.0;
+    for (size_t i = 0; i < w.size(); ++i) w[i] -= lr * trust * u[i];
+  }
+};
+
+TEST(LambTest, ThreeStepsMatchTheReferenceForEachGroup) {
+  // Two tensors in two groups (with and without weight decay), gradients that change each
+  // step; float64 so that the comparison is to rounding.
+  const std::vector<double> w0 = {0.5, -1.0, 2.0, 0.25}, z0 = {0.0, 0.0, 0.0};
+  torch::Tensor w = torch::tensor(w0, torch::kFloat64).requires_grad_(true);
+  torch::Tensor z = torch::tensor(z0, torch::kFloat64).requires_grad_(true);  // norm 0: trust 1
+  auto options = [](double wd) {
+    auto o = std::make_unique<torch::optim::AdamWOptions>(0.1);
+    o->weight_decay(wd);
+    return o;
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{w}, options(0.01));
+  groups.emplace_back(std::vector<torch::Tensor>{z}, options(0.0));
+  Lamb lamb(std::move(groups));
+  ReferenceLamb ref_w{.lr = 0.1, .weight_decay = 0.01}, ref_z{.lr = 0.1, .weight_decay = 0.0};
+  std::vector<double> want_w = w0, want_z = z0;
+  for (int step = 1; step <= 3; ++step) {
+    std::vector<double> gw = {0.1 * step, -0.2, 0.3 / step, 1.0};
+    std::vector<double> gz = {1.0, -0.5 * step, 0.25};
+    w.mutable_grad() = torch::tensor(gw, torch::kFloat64);
+    z.mutable_grad() = torch::tensor(gz, torch::kFloat64);
+    lamb.step();
+    ref_w.Step(want_w, gw);
+    ref_z.Step(want_z, gz);
+    for (size_t i = 0; i < want_w.size(); ++i) {
+      EXPECT_NEAR(w[i].item<double>(), want_w[i], 1e-12) << "step " << step;
+    }
+    for (size_t i = 0; i < want_z.size(); ++i) {
+      EXPECT_NEAR(z[i].item<double>(), want_z[i], 1e-12) << "step " << step;
+    }
+  }
+  EXPECT_GT(std::abs(w[0].item<double>() - w0[0]), 1e-3);  // it moved
 }
 
 TEST(LrScheduleTest, WarmupDecayCooldown) {

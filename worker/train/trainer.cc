@@ -29,6 +29,7 @@
 #include "worker/train/checkpoint.h"
 #include "worker/train/distributed.h"
 #include "worker/train/evaluator.h"
+#include "worker/train/lamb.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/metrics_log.h"
 #include "worker/train/torch_compat.h"
@@ -105,7 +106,11 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   torch::manual_seed(static_cast<uint64_t>(t.seed));
   BertForMatrixRegression model(BertOptions::FromSpec(spec));
   model->to(device);
-  torch::optim::AdamW optimizer(ParamGroups(model, t));
+  // LAMB keeps AdamW's state and options and steps with trust ratios (lamb.h).
+  std::unique_ptr<torch::optim::AdamW> optimizer_owner =
+      t.optimizer == "lamb" ? std::make_unique<Lamb>(ParamGroups(model, t))
+                            : std::make_unique<torch::optim::AdamW>(ParamGroups(model, t));
+  torch::optim::AdamW& optimizer = *optimizer_owner;
 
   int64_t start_step = 0;
   if (spec.checkpoint.load_step.has_value()) {
