@@ -68,7 +68,8 @@ struct TrainingSection {
   int64_t steps = 1000;
   int batch_size = 32;  // matrices per rank per micro-step
   int grad_accum = 1;
-  std::string optimizer = "adamw";
+  std::string optimizer = "adamw";  // "adamw" | "lamb" | "muon"
+  double muon_lr = 0.02;            // Muon's rate for the encoder's matrices (scheduled alike)
   double lr = 3e-4;
   double weight_decay = 0.01;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;

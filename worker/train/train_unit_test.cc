@@ -20,6 +20,7 @@
 #include "worker/train/collator.h"
 #include "worker/train/lamb.h"
 #include "worker/train/lr_schedule.h"
+#include "worker/train/muon.h"
 #include "worker/train/nccl_comm.h"
 #include "worker/train/safetensors.h"
 #include "worker/train/soft_impute.h"
@@ -263,6 +264,100 @@ TEST(LambTest, ThreeStepsMatchTheReferenceForEachGroup) {
     }
   }
   EXPECT_GT(std::abs(w[0].item<double>() - w0[0]), 1e-3);  // it moved
+}
+
+// Muon for one matrix written out on plain doubles: Nesterov momentum, five Newton–Schulz
+// iterations on the wide orientation, decoupled weight decay, the max(1, rows/cols)^½ scale.
+using Matrix = std::vector<std::vector<double>>;
+Matrix Product(const Matrix& x, const Matrix& y) {
+  Matrix out(x.size(), std::vector<double>(y[0].size(), 0.0));
+  for (size_t i = 0; i < x.size(); ++i)
+    for (size_t k = 0; k < y.size(); ++k)
+      for (size_t j = 0; j < y[0].size(); ++j) out[i][j] += x[i][k] * y[k][j];
+  return out;
+}
+Matrix Transposed(const Matrix& x) {
+  Matrix out(x[0].size(), std::vector<double>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i)
+    for (size_t j = 0; j < x[0].size(); ++j) out[j][i] = x[i][j];
+  return out;
+}
+Matrix ReferenceNewtonSchulz(Matrix d) {
+  const bool tall = d.size() > d[0].size();
+  if (tall) d = Transposed(d);
+  double norm = 0;
+  for (const auto& row : d)
+    for (double v : row) norm += v * v;
+  for (auto& row : d)
+    for (double& v : row) v /= std::sqrt(norm) + 1e-7;
+  for (int it = 0; it < 5; ++it) {
+    const Matrix gram = Product(d, Transposed(d));
+    const Matrix gram2 = Product(gram, gram);
+    Matrix poly = gram;
+    for (size_t i = 0; i < gram.size(); ++i)
+      for (size_t j = 0; j < gram.size(); ++j)
+        poly[i][j] = -4.7750 * gram[i][j] + 2.0315 * gram2[i][j];
+    const Matrix px = Product(poly, d);
+    for (size_t i = 0; i < d.size(); ++i)
+      for (size_t j = 0; j < d[0].size(); ++j) d[i][j] = 3.4445 * d[i][j] + px[i][j];
+  }
+  return tall ? Transposed(d) : d;
+}
+
+TEST(MuonTest, MatricesFollowTheReferenceAndTheRestStepsAsAdamW) {
+  const Matrix w0 = {{0.5, -1.0, 0.25}, {2.0, 0.1, -0.3}, {0.0, 1.5, 0.7}, {-0.2, 0.4, 1.0}};
+  torch::Tensor w = torch::empty({4, 3}, torch::kFloat64);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 3; ++j) w[i][j] = w0[i][j];
+  w.requires_grad_(true);
+  torch::Tensor bias = torch::tensor({0.1, -0.1}, torch::kFloat64).requires_grad_(true);
+  torch::Tensor bias_adamw = bias.detach().clone().requires_grad_(true);
+  auto options = [](double lr, double wd) {
+    auto o = std::make_unique<torch::optim::AdamWOptions>(lr);
+    o->weight_decay(wd);
+    return o;
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{w}, options(0.02, 0.1));
+  groups.emplace_back(std::vector<torch::Tensor>{bias}, options(1e-3, 0.0));
+  Muon muon(std::move(groups), 1);
+  std::vector<torch::optim::OptimizerParamGroup> plain;
+  plain.emplace_back(std::vector<torch::Tensor>{bias_adamw}, options(1e-3, 0.0));
+  torch::optim::AdamW adamw(std::move(plain));
+
+  Matrix want = w0, buffer(4, std::vector<double>(3, 0.0));
+  for (int step = 1; step <= 3; ++step) {
+    Matrix g(4, std::vector<double>(3));
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 3; ++j) g[i][j] = std::sin(1.0 + i * 3 + j + step);
+    torch::Tensor grad = torch::empty({4, 3}, torch::kFloat64);
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 3; ++j) grad[i][j] = g[i][j];
+    w.mutable_grad() = grad;
+    bias.mutable_grad() = torch::tensor({0.3 * step, -0.2}, torch::kFloat64);
+    bias_adamw.mutable_grad() = bias.grad().clone();
+    muon.step();
+    adamw.step();
+    Matrix direction = g;
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 3; ++j) {
+        buffer[i][j] = 0.95 * buffer[i][j] + g[i][j];
+        direction[i][j] = g[i][j] + 0.95 * buffer[i][j];
+      }
+    const Matrix x = ReferenceNewtonSchulz(direction);
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 3; ++j) {
+        want[i][j] = want[i][j] * (1 - 0.02 * 0.1) - 0.02 * std::sqrt(4.0 / 3.0) * x[i][j];
+        EXPECT_NEAR(w[i][j].item<double>(), want[i][j], 1e-12) << "step " << step;
+      }
+    EXPECT_TRUE(torch::allclose(bias, bias_adamw, 0, 1e-15)) << "step " << step;
+    EXPECT_TRUE(w.grad().defined());  // handed back after the step
+  }
+  // Newton–Schulz brings the singular values near 1 (within its quintic's band).
+  const torch::Tensor s = std::get<1>(
+      torch::linalg_svd(NewtonSchulzOrthogonalise(torch::randn({16, 8}, torch::kFloat64)), false));
+  EXPECT_GT(s.min().item<double>(), 0.6);
+  EXPECT_LT(s.max().item<double>(), 1.3);
 }
 
 TEST(LrScheduleTest, WarmupDecayCooldown) {

@@ -32,6 +32,7 @@
 #include "worker/train/lamb.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/metrics_log.h"
+#include "worker/train/muon.h"
 #include "worker/train/torch_compat.h"
 #include "worker/train/weight_average.h"
 
@@ -46,32 +47,52 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 }
 
 // Parameters with weight decay (matrices of Linear layers and embeddings) and without
-// (biases and LayerNorm), as BERT's recipe does.
+// (biases and LayerNorm), as BERT's recipe does. For Muon a first group holds the encoder's
+// 2-D weight matrices (at training.muon_lr); embeddings and the head stay with AdamW.
 std::vector<torch::optim::OptimizerParamGroup> ParamGroups(BertForMatrixRegression& model,
                                                            const TrainingSection& t) {
-  std::vector<torch::Tensor> decay, no_decay;
+  const bool muon = t.optimizer == "muon";
+  std::vector<torch::Tensor> matrices, decay, no_decay;
   for (const auto& p : model->named_parameters()) {
     const std::string& name = p.key();
     const bool is_norm_or_bias =
         name.find("LayerNorm") != std::string::npos ||
         (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
-    (is_norm_or_bias ? no_decay : decay).push_back(p.value());
+    if (muon && !is_norm_or_bias && p.value().dim() == 2 &&
+        name.find("encoder.layer.") != std::string::npos) {
+      matrices.push_back(p.value());
+    } else {
+      (is_norm_or_bias ? no_decay : decay).push_back(p.value());
+    }
   }
-  auto options = [&](double wd) {
-    auto o = std::make_unique<torch::optim::AdamWOptions>(t.lr);
+  auto options = [&](double lr, double wd) {
+    auto o = std::make_unique<torch::optim::AdamWOptions>(lr);
     o->betas({t.beta1, t.beta2}).eps(t.eps).weight_decay(wd);
     return o;
   };
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, options(t.weight_decay));
-  groups.emplace_back(no_decay, options(0.0));
+  if (muon) groups.emplace_back(matrices, options(t.muon_lr, t.weight_decay));
+  groups.emplace_back(decay, options(t.lr, t.weight_decay));
+  groups.emplace_back(no_decay, options(t.lr, 0.0));
   return groups;
 }
 
-void SetLearningRate(torch::optim::AdamW& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) {
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+// The schedule scales each group's own base rate (training.lr; muon_lr for Muon's matrices).
+void SetLearningRate(torch::optim::AdamW& optimizer, const TrainingSection& t, double lr) {
+  const bool muon = t.optimizer == "muon";
+  for (size_t g = 0; g < optimizer.param_groups().size(); ++g) {
+    const double base = muon && g == 0 ? t.muon_lr : t.lr;
+    static_cast<torch::optim::AdamWOptions&>(optimizer.param_groups()[g].options())
+        .lr(base * lr / t.lr);
   }
+}
+
+std::unique_ptr<torch::optim::AdamW> MakeOptimizer(BertForMatrixRegression& model,
+                                                   const TrainingSection& t) {
+  // LAMB and Muon keep AdamW's state and options and step differently (lamb.h, muon.h).
+  if (t.optimizer == "lamb") return std::make_unique<Lamb>(ParamGroups(model, t));
+  if (t.optimizer == "muon") return std::make_unique<Muon>(ParamGroups(model, t), 1);
+  return std::make_unique<torch::optim::AdamW>(ParamGroups(model, t));
 }
 
 }  // namespace
@@ -106,10 +127,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   torch::manual_seed(static_cast<uint64_t>(t.seed));
   BertForMatrixRegression model(BertOptions::FromSpec(spec));
   model->to(device);
-  // LAMB keeps AdamW's state and options and steps with trust ratios (lamb.h).
-  std::unique_ptr<torch::optim::AdamW> optimizer_owner =
-      t.optimizer == "lamb" ? std::make_unique<Lamb>(ParamGroups(model, t))
-                            : std::make_unique<torch::optim::AdamW>(ParamGroups(model, t));
+  std::unique_ptr<torch::optim::AdamW> optimizer_owner = MakeOptimizer(model, t);
   torch::optim::AdamW& optimizer = *optimizer_owner;
 
   int64_t start_step = 0;
@@ -195,7 +213,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   for (int64_t step = start_step + 1; step <= t.steps; ++step) {
     const auto step_start = Clock::now();
     const double lr = LearningRate(t, step);
-    SetLearningRate(optimizer, lr);
+    SetLearningRate(optimizer, t, lr);
     optimizer.zero_grad();
     if (comm) comm->Heartbeat(step);
     double step_loss = 0;  // this rank's share of the global mean loss
