@@ -147,6 +147,19 @@ class CompleteTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(f"checkpoint {bare} has no model_ema.safetensors", r.stderr)
 
+    def test_the_run_plots_as_a_png(self):
+        script = os.path.join(os.path.dirname(ARGS.configs), "scripts", "plot_metrics.py")
+        out = os.path.join(self.root, "curves.png")
+        run = os.path.dirname(os.path.dirname(self.checkpoint))
+        subprocess.run([sys.executable, script, run, "--out", out], check=True,
+                       capture_output=True, timeout=120)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        r = subprocess.run([sys.executable, script, os.path.join(self.root, "nope"), "--out", out],
+                           capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("cannot read", r.stderr)
+
     def test_wrong_shapes_bad_files_and_a_missing_spec_are_named(self):
         small = os.path.join(self.root, "small.csv")
         with open(small, "w") as f:
