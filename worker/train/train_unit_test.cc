@@ -402,13 +402,22 @@ TEST(SafetensorsTest, RoundTripAndCorruption) {
   EXPECT_FALSE(ReadSafetensors(path).ok());
 }
 
-TEST(AlsTest, RecoversALowRankMatrixFromMostEntries) {
-  MatrixGenerator gen({12, 10, 2}, 3);
-  std::vector<double> m(120), prediction(120);
-  std::vector<uint8_t> observed(120);
-  gen.Generate(0, m);
+// A 12×10 rank-2 matrix and which of its entries are seen (about 80%), for the baselines.
+struct SeenMatrix {
+  std::vector<double> m = std::vector<double>(120);
+  std::vector<uint8_t> observed = std::vector<uint8_t>(120);
+};
+SeenMatrix MostlySeenRankTwo() {
+  SeenMatrix out;
+  MatrixGenerator({12, 10, 2}, 3).Generate(0, out.m);
   RandomStream rng(9, 0);
-  for (int k = 0; k < 120; ++k) observed[k] = rng.NextUniform() < 0.8;
+  for (int k = 0; k < 120; ++k) out.observed[k] = rng.NextUniform() < 0.8;
+  return out;
+}
+
+TEST(AlsTest, RecoversALowRankMatrixFromMostEntries) {
+  const auto [m, observed] = MostlySeenRankTwo();
+  std::vector<double> prediction(120);
   AlsComplete(m, observed, 12, 10, 2, prediction, 100, 1e-6);
   double err = 0;
   for (int k = 0; k < 120; ++k) err = std::max(err, std::abs(prediction[k] - m[k]));
@@ -430,15 +439,11 @@ TEST(SoftImputeTest, FullyObservedItShrinksTheSingularValuesByTheLastLambda) {
 }
 
 TEST(SoftImputeTest, FillsMissingEntriesOfALowRankMatrixFarBetterThanTheirMean) {
-  MatrixGenerator gen({12, 10, 2}, 3);
-  std::vector<double> m(120), completed(120);
-  std::vector<uint8_t> observed(120);
-  gen.Generate(0, m);
-  RandomStream rng(9, 0);
+  const auto [m, observed] = MostlySeenRankTwo();
+  std::vector<double> completed(120);
   double sum = 0;
   int seen = 0;
   for (int k = 0; k < 120; ++k) {
-    observed[k] = rng.NextUniform() < 0.8;
     if (observed[k]) sum += m[k], ++seen;
   }
   std::vector<double> shown = m;
