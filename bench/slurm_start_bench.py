@@ -109,7 +109,8 @@ def main():
     with SlurmCluster(nodes=2) as cluster:
         daemon = harness.Daemon(os.path.join(tmp, "state"), harness.free_port(), "--backend",
                                 "slurm", "--advertise-host", cluster.host_addr,
-                                "--grace-period", "1", listen_host="0.0.0.0",
+                                "--grace-period", "1", "--insecure-allow-network-without-auth",
+                                listen_host="0.0.0.0",
                                 env=cluster.env).start()
 
         def through_matbertd():

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
   std::string token_file;
   std::string metrics_addr;
   std::string tls_cert, tls_key;
+  bool insecure_network = false;
   double metrics_retention = 600;
   std::string log_level = "info";
   std::string backend = "local";
@@ -107,6 +109,9 @@ int main(int argc, char** argv) {
                  "Serve TLS with this PEM certificate (it must name the --listen host; ranks "
                  "trust it through MATBERT_TLS_CA)");
   app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_flag("--insecure-allow-network-without-auth", insecure_network,
+               "Serve a non-loopback --listen address without TLS and a token (anyone who "
+               "reaches the port can submit, cancel and read every job); refused otherwise");
   app.add_option("--metrics-addr", metrics_addr,
                  "Serve Prometheus metrics at http://ADDR/metrics (host:port); off when empty");
   app.add_option("--metrics-retention", metrics_retention,
@@ -193,6 +198,23 @@ int main(int argc, char** argv) {
     }
     port = *free_port;
     listen = absl::StrCat(host, ":", port);
+  }
+  // Off loopback, secure by default: a network address needs TLS and a token, or a flag that
+  // says in its name what it gives away.
+  const bool loopback = host == "localhost" || absl::StartsWith(host, "127.") || host == "[::1]" ||
+                        host == "::1" || host == "ip6-localhost";
+  const bool secured = !tls_cert.empty() && !token.empty();
+  if (!loopback && !secured && !insecure_network) {
+    absl::FPrintF(stderr,
+                  "matbertd: --listen %s is not a loopback address, and serving the network "
+                  "needs TLS (--tls-cert, --tls-key) and a token (--token-file or "
+                  "MATBERT_TOKEN)%s; to serve it without them anyway, add "
+                  "--insecure-allow-network-without-auth\n",
+                  listen,
+                  tls_cert.empty() && token.empty() ? ""
+                  : tls_cert.empty()                ? " (TLS is missing)"
+                                                    : " (the token is missing)");
+    return 2;
   }
   const bool any_host = host == "0.0.0.0" || host == "[::]" || host.empty();
   const bool under_slurm = backend == "slurm";
@@ -296,6 +318,15 @@ int main(int argc, char** argv) {
         !shared.ok()) {
       spdlog::warn("--state-dir: {}", std::string(shared.message()));
     }
+  }
+  if (!loopback && !secured) {
+    spdlog::warn(
+        "INSECURE: {} is served without {}: anyone who reaches it can submit, cancel, read and "
+        "download every job (--insecure-allow-network-without-auth)",
+        listen,
+        tls_cert.empty() && token.empty() ? "TLS or a token"
+        : tls_cert.empty()                ? "TLS"
+                                          : "a token");
   }
   spdlog::info(
       "matbertd {} listening on {}; {}; state in {}{}{}", MATBERT_VERSION, listen, kinds,

@@ -300,6 +300,35 @@ class DaemonRestartTest(unittest.TestCase):
             self.assertTrue(os.path.exists(os.path.join(data, "train", "dataset_info.json")), os.listdir(data))
             daemon.stop()
 
+    def test_a_network_address_needs_tls_and_a_token_or_a_flag_that_says_insecure(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_listen_") as tmp:
+            token_file = os.path.join(tmp, "token")
+            with open(token_file, "w") as f:
+                f.write("s3cret-token\n")
+            base = [Daemon.binary, "--state-dir", os.path.join(tmp, "state"), "--gpus", "none",
+                    "--worker", Daemon.worker, "--listen", f"0.0.0.0:{free_port()}"]
+            env = {k: v for k, v in os.environ.items() if k != "MATBERT_TOKEN"}
+            for extra, missing in (([], ""), (["--token-file", token_file], " (TLS is missing)")):
+                r = subprocess.run(base + extra, capture_output=True, text=True, timeout=30,
+                                   env=env)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("is not a loopback address, and serving the network needs TLS "
+                              f"(--tls-cert, --tls-key) and a token (--token-file or "
+                              f"MATBERT_TOKEN){missing}; to serve it without them anyway, add "
+                              "--insecure-allow-network-without-auth", r.stderr)
+            # With the flag it serves, and says at start what that gives away.
+            port = free_port()
+            daemon = Daemon(os.path.join(tmp, "state2"), port,
+                            "--insecure-allow-network-without-auth", listen_host="0.0.0.0").start()
+            try:
+                self.assertEqual(
+                    len(daemon.jobs.ListJobs(v1["js"].ListJobsRequest(), timeout=10).jobs), 0)
+            finally:
+                daemon.stop()
+            with open(os.path.join(tmp, "state2", "matbertd.out")) as f:
+                self.assertIn(f"INSECURE: 0.0.0.0:{port} is served without TLS or a token",
+                              f.read())
+
     def test_silent_rank_fails_the_attempt_after_the_heartbeat_timeout(self):
         with tempfile.TemporaryDirectory(prefix="matbertd_heartbeat_") as tmp:
             daemon = Daemon(os.path.join(tmp, "state"), free_port(),

@@ -50,7 +50,7 @@ class SlurmExecutorTest(unittest.TestCase):
             cls.daemon = Daemon(os.path.join(cls.tmp.name, "state"), free_port(),
                                 "--backend", "slurm", "--advertise-host", cls.cluster.host_addr,
                                 "--grace-period", "10", "--heartbeat-timeout", "60",
-                                listen_host="0.0.0.0",
+                                "--insecure-allow-network-without-auth", listen_host="0.0.0.0",
                                 env=cls.cluster.env).start()
         except BaseException:
             cls.cluster.__exit__(None, None, None)
@@ -180,7 +180,8 @@ class SlurmExecutorTest(unittest.TestCase):
         # Its own daemon: this one is killed.
         daemon = Daemon(os.path.join(self.tmp.name, "adopt_state"), free_port(),
                         "--backend", "slurm", "--advertise-host", self.cluster.host_addr,
-                        listen_host="0.0.0.0", env=self.cluster.env).start()
+                        "--insecure-allow-network-without-auth", listen_host="0.0.0.0",
+                        env=self.cluster.env).start()
         try:
             job_id = self.submit(daemon, "training.steps=300", "job.nodes=2", "job.gpus=1",
                                  "job.max_restarts=0")
