@@ -23,4 +23,10 @@ inline int64_t TokenSequenceLength(int m, int n, bool row_sep) {
   return int64_t{m} * n + 2 + (row_sep ? m - 1 : 0);
 }
 
+// The token position of entry e (row-major) of an m×n matrix with n columns: after [CLS],
+// and after the [ROW_SEP]s of the rows above it when on.
+inline int64_t EntryTokenPosition(int64_t e, int n, bool row_sep) {
+  return 1 + e + (row_sep ? e / n : 0);
+}
+
 }  // namespace matbert

@@ -204,16 +204,16 @@ int main(int argc, char** argv) {
   const bool loopback = host == "localhost" || absl::StartsWith(host, "127.") || host == "[::1]" ||
                         host == "::1" || host == "ip6-localhost";
   const bool secured = !tls_cert.empty() && !token.empty();
+  // What an unsecured network address lacks, as the refusal and the warning name it.
+  const bool lacks_both = tls_cert.empty() && token.empty();
+  const char* lacks_one = tls_cert.empty() ? "TLS" : "the token";
   if (!loopback && !secured && !insecure_network) {
     absl::FPrintF(stderr,
                   "matbertd: --listen %s is not a loopback address, and serving the network "
                   "needs TLS (--tls-cert, --tls-key) and a token (--token-file or "
                   "MATBERT_TOKEN)%s; to serve it without them anyway, add "
                   "--insecure-allow-network-without-auth\n",
-                  listen,
-                  tls_cert.empty() && token.empty() ? ""
-                  : tls_cert.empty()                ? " (TLS is missing)"
-                                                    : " (the token is missing)");
+                  listen, lacks_both ? "" : absl::StrCat(" (", lacks_one, " is missing)"));
     return 2;
   }
   const bool any_host = host == "0.0.0.0" || host == "[::]" || host.empty();
@@ -323,10 +323,7 @@ int main(int argc, char** argv) {
     spdlog::warn(
         "INSECURE: {} is served without {}: anyone who reaches it can submit, cancel, read and "
         "download every job (--insecure-allow-network-without-auth)",
-        listen,
-        tls_cert.empty() && token.empty() ? "TLS or a token"
-        : tls_cert.empty()                ? "TLS"
-                                          : "a token");
+        listen, lacks_both ? "TLS or a token" : lacks_one);
   }
   spdlog::info(
       "matbertd {} listening on {}; {}; state in {}{}{}", MATBERT_VERSION, listen, kinds,

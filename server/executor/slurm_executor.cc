@@ -190,6 +190,9 @@ std::vector<ProcessStatus> StatusOfEndedRanks(const std::string& job_id, const S
   return out;
 }
 
+// srun --output's name for each rank's log, beside the batch output in the run's logs/.
+constexpr char kRankLogPattern[] = "rank-%t.log";
+
 std::string SlurmNice(int priority) {
   // A larger nice is a lower priority, and only an operator may go below 0.
   return absl::StrCat("--nice=", 1000 - std::clamp(priority, -1000, 1000));
@@ -222,7 +225,7 @@ Executor::Started SlurmExecutor::Start(const AttemptPlan& plan) {
       "#!/bin/sh\n# matbertd: job ", plan.job_id, " attempt ", plan.attempt, ", ", nodes,
       " node(s) x ", per_node, " rank(s)\n",
       "exec srun --kill-on-bad-exit=1 --open-mode=append --output=",
-      ShellWord(plan.run_dir + "/logs/rank-%t.log"), " ", absl::StrJoin(words, " "), "\n");
+      ShellWord(plan.run_dir + "/logs/" + kRankLogPattern), " ", absl::StrJoin(words, " "), "\n");
   if (absl::Status s = WriteFileAtomically(script_path, script); !s.ok()) {
     started.status = s;
     return started;
@@ -278,7 +281,7 @@ std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
         absl::StatusOr<std::string> output = ReadFileToString(info.std_out);
         const std::string dir = info.std_out.substr(0, info.std_out.rfind('/') + 1);
         const std::map<int, ProcessStatus> failed =
-            output.ok() ? ParseSrunLaunchFailures(*output, dir + "rank-%t.log")
+            output.ok() ? ParseSrunLaunchFailures(*output, dir + kRankLogPattern)
                         : std::map<int, ProcessStatus>{};
         if (!failed.empty()) {
           std::vector<ProcessStatus> ranks;

@@ -86,3 +86,24 @@ TEST(MatrixTokenizerTest, SequenceLayout) {
 
 }  // namespace
 }  // namespace matbert
+
+namespace matbert {
+namespace {
+
+TEST(MatrixTokenizerTest, EntryTokenPositionIsWhereEncodeMatrixPutsEachEntry) {
+  for (bool row_sep : {false, true}) {
+    const MatrixTokenizer tok = *MatrixTokenizer::Create({2, 4, row_sep});
+    const int m = 3, n = 4;
+    std::vector<double> matrix(m * n);
+    for (int e = 0; e < m * n; ++e) matrix[e] = 0.01 * e;
+    std::vector<int32_t> ids(tok.SequenceLength(m, n));
+    std::vector<double> values(ids.size());
+    tok.EncodeMatrix(matrix, m, n, ids, values);
+    for (int e = 0; e < m * n; ++e) {
+      EXPECT_EQ(values[EntryTokenPosition(e, n, row_sep)], matrix[e]) << e << " " << row_sep;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace matbert

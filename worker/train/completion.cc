@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
+#include "common/token_layout.h"
 #include "worker/data/matrix_tokenizer.h"
 #include "worker/train/als_baseline.h"
 #include "worker/train/bert_model.h"
@@ -94,9 +95,12 @@ absl::StatusOr<Completion> CompleteMatrices(const CompletionRequest& r) {
   const std::vector<double> scales = Scales(r);
   // The model sees each matrix as training did: entries / scale, as tokens; missing ones
   // are [MASK].
-  std::vector<double> scaled(r.values.size()), aligned(length);
+  std::vector<double> scaled(r.values.size());
   std::vector<uint8_t> observed(r.values.size());
-  std::vector<int64_t> position;  // token position of entry e
+  std::vector<int64_t> position(entries);  // token position of entry e
+  for (int64_t e = 0; e < entries; ++e) {
+    position[e] = EntryTokenPosition(e, r.n, spec.matrix.row_sep);
+  }
   std::vector<int32_t> ids(length);
   std::vector<int64_t> all_ids(static_cast<size_t>(r.count * length));
   Completion out;
@@ -107,12 +111,7 @@ absl::StatusOr<Completion> CompleteMatrices(const CompletionRequest& r) {
       scaled[k * entries + e] = std::isnan(v) ? 0.0 : v / scales[k];
     }
     tokenizer.EncodeMatrix(std::span<const double>(scaled).subspan(k * entries, entries), r.m, r.n,
-                           ids, aligned);
-    if (position.empty()) {
-      for (int64_t j = 0; j < length; ++j) {
-        if (!std::isnan(aligned[j])) position.push_back(j);
-      }
-    }
+                           ids);
     for (int64_t e = 0; e < entries; ++e) {
       if (!observed[k * entries + e]) ids[position[e]] = MatrixTokenizer::kMaskId;
     }

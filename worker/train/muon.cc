@@ -30,15 +30,7 @@ torch::Tensor Muon::step(LossClosure closure) {
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       const torch::Tensor grad = p.grad();
-      auto& slot = state_[compat::OptimizerStateKey(p)];
-      if (!slot) {
-        auto fresh = std::make_unique<torch::optim::AdamWParamState>();
-        fresh->step(0);
-        fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        fresh->exp_avg_sq(torch::zeros({0}, p.options()));  // unused by Muon
-        slot = std::move(fresh);
-      }
-      auto& state = static_cast<torch::optim::AdamWParamState&>(*slot);
+      auto& state = compat::AdamWStateOf(state_, p, /*second_moment=*/false);
       state.step(state.step() + 1);
       torch::Tensor& buffer = state.exp_avg();
       buffer.mul_(kMomentum).add_(grad);

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <torch/optim/adamw.h>
 #include <torch/version.h>
 
 #include <cmath>
@@ -47,6 +48,23 @@ inline auto OptimizerStateKey(const at::Tensor& p) {
 #else
   return c10::guts::to_string(p.unsafeGetTensorImpl());
 #endif
+}
+
+// The AdamW state (step, exp_avg, exp_avg_sq) of parameter `p` in an optimizer's state_,
+// made zero on first use; `second_moment` false leaves exp_avg_sq empty (Muon has none).
+template <typename StateMap>
+torch::optim::AdamWParamState& AdamWStateOf(StateMap& state, const at::Tensor& p,
+                                            bool second_moment = true) {
+  auto& slot = state[OptimizerStateKey(p)];
+  if (!slot) {
+    auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+    fresh->step(0);
+    fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    fresh->exp_avg_sq(second_moment ? torch::zeros_like(p, torch::MemoryFormat::Preserve)
+                                    : torch::zeros({0}, p.options()));
+    slot = std::move(fresh);
+  }
+  return static_cast<torch::optim::AdamWParamState&>(*slot);
 }
 
 }  // namespace matbert::compat

@@ -131,9 +131,10 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   torch::optim::AdamW& optimizer = *optimizer_owner;
 
   int64_t start_step = 0;
+  std::string resumed_from;  // the checkpoint directory, when resuming
   if (spec.checkpoint.load_step.has_value()) {
-    ASSIGN_OR_RETURN(std::string dir,
-                     ResolveCheckpoint(checkpoints_dir, *spec.checkpoint.load_step));
+    ASSIGN_OR_RETURN(resumed_from, ResolveCheckpoint(checkpoints_dir, *spec.checkpoint.load_step));
+    const std::string& dir = resumed_from;
     ASSIGN_OR_RETURN(Json state, LoadCheckpoint(dir, model, &optimizer));
     start_step = state["step"].get<int64_t>();
     if (start_step >= t.steps) {
@@ -146,15 +147,13 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   std::optional<WeightAverage> average;
   if (leader && t.ema_decay > 0) {
     average.emplace(model, t.ema_decay);
-    if (spec.checkpoint.load_step.has_value()) {
-      ASSIGN_OR_RETURN(std::string dir,
-                       ResolveCheckpoint(checkpoints_dir, *spec.checkpoint.load_step));
-      ASSIGN_OR_RETURN(const bool had, LoadAverages(dir, average->averages()));
+    if (!resumed_from.empty()) {
+      ASSIGN_OR_RETURN(const bool had, LoadAverages(resumed_from, average->averages()));
       if (!had) {
         absl::FPrintF(stderr,
                       "note: %s has no model_ema.safetensors; the average starts "
                       "from its weights\n",
-                      dir);
+                      resumed_from);
       }
     }
   }
