@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
       "metrics, logs and checkpoints to clients over gRPC (proto/matbert/v1).\n"
       "Examples:\n"
       "  matbertd                                   # localhost:50051, state in ./var/matbert\n"
-      "  matbertd --gpus 0,1 --listen 0.0.0.0:50051 --state-dir /srv/matbert\n"
+      "  matbertd --gpus 0,1 --listen 0.0.0.0:50051 --state-dir /srv/matbert \\\n"
+      "           --tls-cert cert.pem --tls-key key.pem --token-file token  # off loopback\n"
       "  matbertd --config configs/matbertd.toml"};
   std::string listen = "localhost:50051";
   std::string state_dir = "var/matbert";
