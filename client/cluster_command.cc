@@ -51,11 +51,12 @@ int RunCluster(Connection& conn) {
                  d.job_id().empty() ? "free" : d.job_id());
   }
   if (cluster.queue_size() > 0) {
-    absl::PrintF("\n%-4s  %-6s  %-24s  %-8s  %s\n", "POS", "JOB", "NAME", "PRIORITY", "DEVICES");
+    absl::PrintF("\n%-4s  %-6s  %-10s  %-24s  %-8s  %s\n", "POS", "JOB", "OWNER", "NAME",
+                 "PRIORITY", "DEVICES");
     int position = 0;
     for (const v1::QueuedJob& q : cluster.queue()) {
-      absl::PrintF("%-4d  %-6s  %-24s  %-8d  %d\n", ++position, q.job_id(), q.name(), q.priority(),
-                   q.devices_requested());
+      absl::PrintF("%-4d  %-6s  %-10s  %-24s  %-8d  %d\n", ++position, q.job_id(),
+                   OwnerText(q.owner()), q.name(), q.priority(), q.devices_requested());
     }
   }
   return kCtlOk;

@@ -23,8 +23,8 @@ struct SubmitOptions {
 };
 int RunSubmit(Connection& conn, const SubmitOptions& options);
 
-// `status` (all jobs) or `status JOB`.
-int RunStatus(Connection& conn, const std::string& job_id, int limit);
+// `status` (all jobs; `mine`: the caller's only) or `status JOB`.
+int RunStatus(Connection& conn, const std::string& job_id, int limit, bool mine);
 
 int RunCancel(Connection& conn, const std::string& job_id, bool force);
 

@@ -57,6 +57,9 @@ int Connection::Fail(const grpc::Status& status, const std::string& what) const 
     case grpc::StatusCode::NOT_FOUND:
       absl::FPrintF(stderr, "matbertctl: %s: %s\n", what, status.error_message());
       return kCtlNotFound;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      absl::FPrintF(stderr, "matbertctl: %s: %s\n", what, status.error_message());
+      return kCtlDenied;
     case grpc::StatusCode::INVALID_ARGUMENT:
       absl::FPrintF(stderr, "matbertctl: %s\n", status.error_message());
       return kCtlError;

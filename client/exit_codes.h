@@ -10,5 +10,6 @@ inline constexpr int kCtlNotFound = 3;     // no such job or checkpoint
 inline constexpr int kCtlUnreachable = 4;  // no matbertd at --addr (or it refused the token)
 inline constexpr int kCtlJobFailed = 5;    // the watched job ended FAILED
 inline constexpr int kCtlJobCancelled = 6;  // the watched job ended CANCELLED
+inline constexpr int kCtlDenied = 7;        // the token's user may not act on that job
 
 }  // namespace matbert

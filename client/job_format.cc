@@ -41,6 +41,8 @@ std::string Bytes(int64_t n) {
   return absl::StrFormat("%.2f GB", n / 1e9);
 }
 
+std::string OwnerText(const std::string& owner) { return owner.empty() ? "-" : owner; }
+
 std::string DevicesText(const v1::Job& job) {
   if (job.devices_size() > 0) {
     // "cpu:0", "cpu:1" → "cpu:0,1"
@@ -73,6 +75,7 @@ Json JobJson(const v1::Job& job, bool with_spec) {
   Json out = {
       {"id", job.id()},
       {"name", job.name()},
+      {"owner", job.owner()},
       {"kind", job.kind()},
       {"state", StateName(job.state())},
       {"priority", job.priority()},
@@ -115,6 +118,7 @@ Json ClusterJson(const v1::Cluster& cluster) {
   for (const v1::QueuedJob& q : cluster.queue()) {
     queue.push_back({{"job_id", q.job_id()},
                      {"name", q.name()},
+                     {"owner", q.owner()},
                      {"priority", q.priority()},
                      {"devices_requested", q.devices_requested()}});
   }

@@ -21,6 +21,8 @@ std::string Age(const google::protobuf::Timestamp& t);
 std::string Bytes(int64_t n);
 // Held devices as "cpu:0,1", else "wait N" while queued, "-" once ended.
 std::string DevicesText(const v1::Job& job);
+// A job's owner, or "-" when the daemon takes no tokens.
+std::string OwnerText(const std::string& owner);
 
 nlohmann::json JobJson(const v1::Job& job, bool with_spec);
 nlohmann::json CheckpointJson(const v1::CheckpointInfo& info);

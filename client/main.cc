@@ -14,7 +14,8 @@ namespace {
 
 constexpr char kExitCodes[] =
     "Exit codes: 0 success, 1 error, 2 usage, 3 job or checkpoint not found, 4 matbertd "
-    "unreachable (or token refused), 5 watched job FAILED, 6 watched job CANCELLED.";
+    "unreachable (or token refused), 5 watched job FAILED, 6 watched job CANCELLED, 7 the "
+    "job belongs to another user.";
 
 // Spec overrides ("--training.steps 1000", "--training.steps=1000") are taken out of the
 // arguments before CLI11 sees them (common/job_spec's ExtractOverrideArgs), as "key=value".
@@ -73,12 +74,15 @@ int main(int argc, char** argv) {
 
   std::string job_id;
   int limit = 0;
+  bool mine = false;
   CLI::App* status_cmd = app.add_subcommand(
       "status",
-      "All jobs as a table (newest first), or one job in detail.\n"
-      "Examples: matbertctl status; matbertctl status k3x9qa; matbertctl --json status");
+      "All jobs as a table (newest first) with their owners, or one job in detail.\n"
+      "Examples: matbertctl status; matbertctl status --mine; matbertctl status k3x9qa; "
+      "matbertctl --json status");
   status_cmd->add_option("job", job_id, "Job id");
   status_cmd->add_option("--limit", limit, "At most this many jobs (0 = all)");
+  status_cmd->add_flag("--mine", mine, "Only the jobs of the user your token names");
 
   CLI::App* watch_cmd = app.add_subcommand(
       "watch",
@@ -194,7 +198,7 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "matbertctl: --%s: spec overrides belong to submit\n", overrides[0]);
     return matbert::kCtlUsage;
   }
-  if (status_cmd->parsed()) return matbert::RunStatus(conn, job_id, limit);
+  if (status_cmd->parsed()) return matbert::RunStatus(conn, job_id, limit, mine);
   if (watch_cmd->parsed()) return matbert::RunWatch(conn, job_id);
   if (logs_cmd->parsed()) {
     logs.rank = rank;

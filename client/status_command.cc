@@ -20,6 +20,7 @@ std::string LossText(double loss) { return std::isnan(loss) ? "-" : absl::StrFor
 // One job in detail, attempts included.
 void PrintJob(const v1::Job& job) {
   absl::PrintF("job %s  %s  %s\n", job.id(), job.name(), StateName(job.state()));
+  absl::PrintF("  owner       %s\n", OwnerText(job.owner()));
   absl::PrintF("  kind        %s, %d device(s), priority %d, max restarts %d\n", job.kind(),
                job.devices_requested(), job.priority(), job.max_restarts());
   if (job.queue_position() > 0) absl::PrintF("  queue       position %d\n", job.queue_position());
@@ -43,7 +44,7 @@ void PrintJob(const v1::Job& job) {
 
 }  // namespace
 
-int RunStatus(Connection& conn, const std::string& job_id, int limit) {
+int RunStatus(Connection& conn, const std::string& job_id, int limit, bool mine) {
   if (!job_id.empty()) {
     v1::GetJobRequest request;
     request.set_job_id(job_id);
@@ -60,6 +61,7 @@ int RunStatus(Connection& conn, const std::string& job_id, int limit) {
   }
   v1::ListJobsRequest request;
   request.set_limit(limit);
+  request.set_mine(mine);
   v1::ListJobsResponse response;
   auto ctx = conn.NewContext();
   grpc::Status status = conn.jobs().ListJobs(ctx.get(), request, &response);
@@ -70,18 +72,21 @@ int RunStatus(Connection& conn, const std::string& job_id, int limit) {
     PrintJson({{"jobs", jobs}});
     return kCtlOk;
   }
-  // 80 columns: 6 + 18 + 9 + 9 + 13 + 8 + 4, two spaces apart.
-  absl::PrintF("%-6s  %-18s  %-9s  %-9s  %-13s  %-8s  %s\n", "ID", "NAME", "STATE", "DEVICES",
-               "STEP/TOTAL", "LOSS", "AGE");
+  // 80 columns: 6 + 8 + 14 + 9 + 7 + 11 + 7 + 4, two spaces apart.
+  absl::PrintF("%-6s  %-8s  %-14s  %-9s  %-7s  %-11s  %-7s  %s\n", "ID", "OWNER", "NAME", "STATE",
+               "DEVICES", "STEP/TOTAL", "LOSS", "AGE");
   for (const v1::Job& job : response.jobs()) {
-    absl::PrintF("%-6s  %-18s  %-9s  %-9s  %-13s  %-8s  %s\n", job.id(), Fit(job.name(), 18),
-                 StateName(job.state()), Fit(DevicesText(job), 9),
-                 Fit(absl::StrCat(job.step(), "/", job.total_steps()), 13),
-                 Fit(LossText(job.loss()), 8), Age(job.submit_time()));
+    absl::PrintF("%-6s  %-8s  %-14s  %-9s  %-7s  %-11s  %-7s  %s\n", job.id(),
+                 Fit(OwnerText(job.owner()), 8), Fit(job.name(), 14), StateName(job.state()),
+                 Fit(DevicesText(job), 7),
+                 Fit(absl::StrCat(job.step(), "/", job.total_steps()), 11),
+                 Fit(LossText(job.loss()), 7), Age(job.submit_time()));
   }
   if (response.jobs_size() == 0) {
-    absl::FPrintF(
-        stderr, "no jobs yet; submit one with: matbertctl submit configs/bert_matcomp_cpu.toml\n");
+    absl::FPrintF(stderr,
+                  "no jobs%s yet; submit one with: matbertctl submit "
+                  "configs/bert_matcomp_cpu.toml\n",
+                  mine ? " of yours" : "");
   }
   return kCtlOk;
 }

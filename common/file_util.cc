@@ -58,12 +58,12 @@ absl::Status WriteAll(int fd, const void* data, size_t size, absl::string_view p
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, mode_t mode) {
   std::filesystem::path target(path);
   std::string tmp =
       (target.parent_path() / absl::StrCat(".", target.filename().string(), ".tmp-", ::getpid()))
           .string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoStatus(errno, "cannot create", tmp);
   absl::Status status = WriteAll(fd, contents.data(), contents.size(), tmp);
   if (status.ok() && ::fsync(fd) != 0) status = ErrnoStatus(errno, "cannot fsync", tmp);

@@ -2,6 +2,8 @@
 // files. Everything that must never be seen half-written goes through here.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -19,8 +21,10 @@ absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view path
 absl::Status FsyncPath(const std::string& path);
 
 // Writes `contents` to `path` atomically: a temporary file beside it, fsync, rename, then
-// fsync of the parent directory. A reader sees the old file or the whole new one.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+// fsync of the parent directory. A reader sees the old file or the whole new one. `mode`: the
+// new file's permissions (before the umask).
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents,
+                                 mode_t mode = 0644);
 
 // Reads a whole file.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);

@@ -8,7 +8,8 @@ namespace matbert {
 grpc::ServerUnaryReactor* ClusterServiceImpl::GetCluster(grpc::CallbackServerContext* ctx,
                                                          const v1::GetClusterRequest*,
                                                          v1::Cluster* response) {
-  return UnaryCall(ctx, *auth_, [&] {
+  return UnaryCall(ctx, *auth_, [&](const Principal& caller) -> absl::Status {
+    if (absl::Status denied = MayUseClientApi(caller); !denied.ok()) return denied;
     ToProto(coordinator_->Cluster(), response);
     response->set_version(MATBERT_VERSION);
     return absl::OkStatus();

@@ -19,6 +19,14 @@ namespace {
 constexpr int kEventBatch = 256;
 constexpr size_t kChunkBytes = 1 << 20;
 
+// The job, when the caller may act on it (its owner or an admin).
+absl::StatusOr<JobView> JobFor(const Coordinator* coordinator, const Principal& caller,
+                               const std::string& job_id) {
+  ASSIGN_OR_RETURN(JobView view, coordinator->Get(job_id));
+  RETURN_IF_ERROR(MayActOnJob(caller, job_id, view.job.owner));
+  return view;
+}
+
 // Log lines as the API carries them.
 void ToProto(const RankLogLine& line, v1::LogLine* out) {
   out->set_rank(line.rank);
@@ -31,12 +39,14 @@ void ToProto(const RankLogLine& line, v1::LogLine* out) {
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* request,
                                                     v1::SubmitJobResponse* response) {
-  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+  return UnaryCall(ctx, *auth_, [&](const Principal& caller) -> absl::Status {
+    RETURN_IF_ERROR(MayUseClientApi(caller));
     SubmitRequest submit;
     submit.spec_toml = request->spec_toml();
     submit.overrides.assign(request->overrides().begin(), request->overrides().end());
     submit.source_name = request->source_name();
     submit.grace_period_s = request->grace_period_seconds();
+    submit.owner = caller.user;
     ASSIGN_OR_RETURN(JobView view, coordinator_->Submit(submit));
     response->set_job_id(view.job.id);
     ToProto(view, coordinator_->options(), response->mutable_job());
@@ -47,7 +57,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                  const v1::GetJobRequest* request,
                                                  v1::Job* response) {
-  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+  return UnaryCall(ctx, *auth_, [&](const Principal& caller) -> absl::Status {
+    RETURN_IF_ERROR(MayUseClientApi(caller));
     ASSIGN_OR_RETURN(JobView view, coordinator_->Get(request->job_id()));
     ToProto(view, coordinator_->options(), response);
     return absl::OkStatus();
@@ -57,7 +68,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* request,
                                                    v1::ListJobsResponse* response) {
-  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+  return UnaryCall(ctx, *auth_, [&](const Principal& caller) -> absl::Status {
+    RETURN_IF_ERROR(MayUseClientApi(caller));
     std::vector<JobState> states;
     for (int s : request->states()) {
       if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
@@ -67,7 +79,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
       states.push_back(static_cast<JobState>(s));
     }
     if (request->limit() < 0) return absl::InvalidArgumentError("limit must be >= 0");
-    for (const JobView& view : coordinator_->List(states, request->limit())) {
+    std::optional<std::string> owner;
+    if (request->mine()) owner = caller.user;
+    for (const JobView& view : coordinator_->List(states, request->limit(), owner)) {
       v1::Job* job = response->add_jobs();
       ToProto(view, coordinator_->options(), job);
       job->clear_spec_toml();  // kilobytes per job; GetJob has it
@@ -79,7 +93,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                     const v1::CancelJobRequest* request,
                                                     v1::Job* response) {
-  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
+  return UnaryCall(ctx, *auth_, [&](const Principal& caller) -> absl::Status {
+    RETURN_IF_ERROR(JobFor(coordinator_, caller, request->job_id()).status());
     ASSIGN_OR_RETURN(JobView view, coordinator_->Cancel(request->job_id(), request->force()));
     ToProto(view, coordinator_->options(), response);
     return absl::OkStatus();
@@ -90,11 +105,13 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request) {
   return StreamCall<v1::JobEvent>(
       ctx, *auth_,
-      [coordinator = coordinator_, request = *request](StreamWriter<v1::JobEvent>* writer) {
+      [coordinator = coordinator_, request = *request](const Principal& caller,
+                                                       StreamWriter<v1::JobEvent>* writer) {
         const std::string& job_id = request.job_id();
         if (request.after_seq() < 0) {
           return absl::InvalidArgumentError("after_seq must be >= 0");
         }
+        RETURN_IF_ERROR(JobFor(coordinator, caller, job_id).status());
         const int64_t handle = coordinator->Subscribe(job_id, [writer] { writer->Wake(); });
         int64_t seq = request.after_seq();
         // Log lines (include_logs): every rank's log from its start.
@@ -145,8 +162,9 @@ grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
     grpc::CallbackServerContext* ctx, const v1::StreamLogsRequest* request) {
   return StreamCall<v1::LogBatch>(
       ctx, *auth_,
-      [coordinator = coordinator_, request = *request](StreamWriter<v1::LogBatch>* writer) {
-        absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
+      [coordinator = coordinator_, request = *request](const Principal& caller,
+                                                       StreamWriter<v1::LogBatch>* writer) {
+        absl::StatusOr<JobView> view = JobFor(coordinator, caller, request.job_id());
         if (!view.ok()) return view.status();
         LogStart start;
         if (request.has_rank()) start.rank = request.rank();
@@ -177,8 +195,8 @@ grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
 grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(grpc::CallbackServerContext* ctx,
                                                           const v1::ListCheckpointsRequest* request,
                                                           v1::ListCheckpointsResponse* response) {
-  return UnaryCall(ctx, *auth_, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(JobView view, coordinator_->Get(request->job_id()));
+  return UnaryCall(ctx, *auth_, [&](const Principal& caller) -> absl::Status {
+    ASSIGN_OR_RETURN(JobView view, JobFor(coordinator_, caller, request->job_id()));
     ASSIGN_OR_RETURN(std::vector<EventRecord> events, coordinator_->AllEvents(request->job_id()));
     for (const CheckpointEntry& c :
          CatalogCheckpoints(ListCheckpointDirs(view.run_dir), EvalsByStep(events))) {
@@ -197,8 +215,9 @@ grpc::ServerWriteReactor<v1::CheckpointChunk>* JobServiceImpl::DownloadCheckpoin
     grpc::CallbackServerContext* ctx, const v1::DownloadCheckpointRequest* request) {
   return StreamCall<v1::CheckpointChunk>(
       ctx, *auth_,
-      [coordinator = coordinator_, request = *request](StreamWriter<v1::CheckpointChunk>* writer) {
-        absl::StatusOr<JobView> view = coordinator->Get(request.job_id());
+      [coordinator = coordinator_, request = *request](const Principal& caller,
+                                                       StreamWriter<v1::CheckpointChunk>* writer) {
+        absl::StatusOr<JobView> view = JobFor(coordinator, caller, request.job_id());
         if (!view.ok()) return view.status();
         std::optional<int64_t> step;
         if (request.has_step()) step = request.step();

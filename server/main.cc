@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  matbertd                                   # localhost:50051, state in ./var/matbert\n"
       "  matbertd --gpus 0,1 --listen 0.0.0.0:50051 --state-dir /srv/matbert \\\n"
-      "           --tls-cert cert.pem --tls-key key.pem --token-file token  # off loopback\n"
+      "           --tls-cert cert.pem --tls-key key.pem --tokens-file tokens  # off loopback\n"
       "  matbertd --config configs/matbertd.toml"};
   std::string listen = "localhost:50051";
   std::string state_dir = "var/matbert";
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   int heartbeat_timeout = 30;
   std::string worker = DefaultWorkerPath();
   std::string spec_root = ".";
-  std::string token_file;
+  std::string token_file, tokens_file;
   std::string metrics_addr;
   std::string tls_cert, tls_key;
   bool insecure_network = false;
@@ -103,9 +103,13 @@ int main(int argc, char** argv) {
   app.add_option("--spec-root", spec_root,
                  "Directory where model.arch files named by submitted specs are read")
       ->capture_default_str();
+  app.add_option("--tokens-file", tokens_file,
+                 "Users: a file of \"TOKEN USER ROLE\" lines (role user: acts on its own jobs; "
+                 "admin: on all); every call must carry one of the tokens (docs/security.md)");
   app.add_option("--token-file", token_file,
-                 "Require this bearer token (the file's first line) on every call; "
-                 "MATBERT_TOKEN in the environment does the same");
+                 "One shared token (the file's first line), held by the admin user \"admin\"; "
+                 "MATBERT_TOKEN in the environment does the same")
+      ->excludes("--tokens-file");
   app.add_option("--tls-cert", tls_cert,
                  "Serve TLS with this PEM certificate (it must name the --listen host; ranks "
                  "trust it through MATBERT_TLS_CA)");
@@ -166,21 +170,34 @@ int main(int argc, char** argv) {
     ssl.pem_key_cert_pairs.push_back({*key, *cert});
     credentials = grpc::SslServerCredentials(ssl);
   }
-  std::string token;
-  if (!token_file.empty()) {
+  // Who may call: a tokens file, one shared token (the admin), or nobody's token at all.
+  std::vector<matbert::TokenEntry> tokens;
+  if (!tokens_file.empty()) {
+    absl::StatusOr<std::string> text = matbert::ReadFileToString(tokens_file);
+    absl::StatusOr<std::vector<matbert::TokenEntry>> parsed =
+        text.ok() ? matbert::ParseTokensFile(*text, tokens_file)
+                  : absl::StatusOr<std::vector<matbert::TokenEntry>>(text.status());
+    if (!parsed.ok()) {
+      absl::FPrintF(stderr, "matbertd: --tokens-file: %s\n", parsed.status().message());
+      return 2;
+    }
+    tokens = *std::move(parsed);
+  } else if (!token_file.empty()) {
     absl::StatusOr<std::string> text = matbert::ReadFileToString(token_file);
     if (!text.ok()) {
       absl::FPrintF(stderr, "matbertd: --token-file: %s\n", text.status().message());
       return 2;
     }
-    token = text->substr(0, text->find('\n'));
+    std::string token = text->substr(0, text->find('\n'));
     if (token.empty()) {
       absl::FPrintF(stderr, "matbertd: --token-file: %s holds no token\n", token_file);
       return 2;
     }
-  } else if (const char* env = std::getenv("MATBERT_TOKEN"); env != nullptr) {
-    token = env;
+    tokens.push_back({token, "admin", matbert::Role::kAdmin});
+  } else if (const char* env = std::getenv("MATBERT_TOKEN"); env != nullptr && *env != '\0') {
+    tokens.push_back({env, "admin", matbert::Role::kAdmin});
   }
+  const bool has_tokens = !tokens.empty();
 
   // Port 0: choose one now, so the address workers dial is known before anything starts.
   const size_t colon = listen.rfind(':');
@@ -204,14 +221,14 @@ int main(int argc, char** argv) {
   // says in its name what it gives away.
   const bool loopback = host == "localhost" || absl::StartsWith(host, "127.") || host == "[::1]" ||
                         host == "::1" || host == "ip6-localhost";
-  const bool secured = !tls_cert.empty() && !token.empty();
+  const bool secured = !tls_cert.empty() && has_tokens;
   // What an unsecured network address lacks, as the refusal and the warning name it.
-  const bool lacks_both = tls_cert.empty() && token.empty();
-  const char* lacks_one = tls_cert.empty() ? "TLS" : "the token";
+  const bool lacks_both = tls_cert.empty() && !has_tokens;
+  const char* lacks_one = tls_cert.empty() ? "TLS" : "the tokens";
   if (!loopback && !secured && !insecure_network) {
     absl::FPrintF(stderr,
                   "matbertd: --listen %s is not a loopback address, and serving the network "
-                  "needs TLS (--tls-cert, --tls-key) and a token (--token-file or "
+                  "needs TLS (--tls-cert, --tls-key) and tokens (--tokens-file, --token-file or "
                   "MATBERT_TOKEN)%s; to serve it without them anyway, add "
                   "--insecure-allow-network-without-auth\n",
                   listen, lacks_both ? "" : absl::StrCat(" (", lacks_one, " is missing)"));
@@ -253,7 +270,6 @@ int main(int argc, char** argv) {
   options.max_queued = max_queued;
   options.grace_period_s = grace_period;
   options.heartbeat_timeout_s = heartbeat_timeout;
-  options.token = token;
   if (!tls_cert.empty()) options.tls_ca_file = fs::absolute(tls_cert).string();
 
   // Block the stop signals in every thread; one thread waits for them.
@@ -271,12 +287,29 @@ int main(int argc, char** argv) {
   matbert::SlurmExecutor slurm_executor(slurm);
   matbert::Executor* executor = under_slurm ? static_cast<matbert::Executor*>(&slurm_executor)
                                             : static_cast<matbert::Executor*>(&local_executor);
+  // The ranks' credentials are made under a secret kept beside the job database, so ranks
+  // adopted after a restart keep reporting.
+  std::string rank_secret;
+  if (has_tokens) {
+    std::error_code ec;
+    fs::create_directories(state_dir, ec);
+    absl::StatusOr<std::string> secret =
+        matbert::LoadOrCreateRankSecret((fs::path(state_dir) / "rank-secret").string());
+    if (!secret.ok()) {
+      absl::FPrintF(stderr, "matbertd: %s\n", secret.status().message());
+      return 1;
+    }
+    rank_secret = *std::move(secret);
+  }
+  const matbert::Authenticator auth(tokens, rank_secret);
+  options.rank_credential = [&auth](const std::string& job_id) {
+    return auth.RankCredential(job_id);
+  };
   auto coordinator = matbert::Coordinator::Create(options, executor);
   if (!coordinator.ok()) {
     absl::FPrintF(stderr, "matbertd: %s\n", coordinator.status().message());
     return 1;
   }
-  const matbert::Authenticator auth(token);
   matbert::JobServiceImpl jobs(coordinator->get(), &auth);
   matbert::ClusterServiceImpl cluster(coordinator->get(), &auth);
   matbert::WorkerServiceImpl workers(coordinator->get(), &auth);
@@ -329,7 +362,9 @@ int main(int argc, char** argv) {
   spdlog::info(
       "matbertd {} listening on {}; {}; state in {}{}{}", MATBERT_VERSION, listen, kinds,
       (*coordinator)->options().state_dir,
-      absl::StrCat(tls_cert.empty() ? "" : "; TLS", auth.enabled() ? "; token required" : ""),
+      absl::StrCat(
+          tls_cert.empty() ? "" : "; TLS",
+          auth.enabled() ? absl::StrCat("; tokens required (", auth.users(), " user(s))") : ""),
       metrics ? absl::StrCat("; metrics on port ", metrics->port()) : "");
 
   int signal = 0;

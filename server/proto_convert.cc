@@ -46,6 +46,7 @@ void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* ou
   out->set_max_restarts(job.max_restarts);
   out->set_queue_position(view.queue_position);
   out->set_run_dir(view.run_dir);
+  out->set_owner(job.owner);
   for (const AttemptRecord& a : view.attempts) {
     v1::Attempt* attempt = out->add_attempts();
     attempt->set_number(a.number);
@@ -93,6 +94,7 @@ void ToProto(const ClusterView& view, v1::Cluster* out) {
     q->set_name(job.name);
     q->set_priority(job.priority);
     q->set_devices_requested(job.devices_requested);
+    q->set_owner(job.owner);
   }
   for (const auto& [state, count] : view.jobs_by_state)
     (*out->mutable_jobs_by_state())[state] = count;

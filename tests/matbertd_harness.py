@@ -25,8 +25,10 @@ def generate_stubs(proto_dir, out_dir):
     sys.path.insert(0, out_dir)
     from matbert.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc  # noqa: E402
     from matbert.v1 import cluster_service_pb2, cluster_service_pb2_grpc  # noqa: E402
+    from matbert.v1 import worker_service_pb2, worker_service_pb2_grpc  # noqa: E402
     v1.update(job=job_pb2, js=job_service_pb2, jsg=job_service_pb2_grpc,
-              cs=cluster_service_pb2, csg=cluster_service_pb2_grpc)
+              cs=cluster_service_pb2, csg=cluster_service_pb2_grpc,
+              ws=worker_service_pb2, wsg=worker_service_pb2_grpc)
 
 
 def free_port():

@@ -26,7 +26,8 @@ TINY = ["--model.hidden_size", "32", "--model.num_hidden_layers", "2",
         "--matrix.m", "6", "--matrix.n", "6", "--matrix.r", "2", "--training.warmup_steps", "2",
         "--training.log_every", "1", "--training.eval_every", "10",
         "--training.eval_samples", "8", "--training.threads", "1", "--checkpoint.every", "10"]
-EXIT = dict(ok=0, error=1, usage=2, not_found=3, unreachable=4, failed=5, cancelled=6)
+EXIT = dict(ok=0, error=1, usage=2, not_found=3, unreachable=4, failed=5, cancelled=6,
+            denied=7)
 
 
 def ctl(daemon, *args, check=None, timeout=300, env=None):
@@ -87,17 +88,17 @@ class MatbertctlTest(unittest.TestCase):
         self.assertEqual([e["step"] for e in events if e["type"] == "checkpoint"], [10, 20])
 
         table = ctl(d, "status", check=0).stdout.splitlines()
-        self.assertEqual(table[0].split(), ["ID", "NAME", "STATE", "DEVICES", "STEP/TOTAL", "LOSS",
-                                            "AGE"])
+        self.assertEqual(table[0].split(), ["ID", "OWNER", "NAME", "STATE", "DEVICES", "STEP/TOTAL",
+                                            "LOSS", "AGE"])
         row = next(line for line in table if line.startswith(job_id))
-        self.assertEqual(row.split()[1:5], ["ctl_two", "SUCCEEDED", "-", "20/20"])
+        self.assertEqual(row.split()[1:6], ["-", "ctl_two", "SUCCEEDED", "-", "20/20"])
         self.assertTrue(all(len(line) <= 80 for line in table), table)
 
         listed = json.loads(ctl(d, "--json", "status", check=0).stdout)
         job = next(j for j in listed["jobs"] if j["id"] == job_id)
         self.assertEqual(sorted(job), sorted([
-            "id", "name", "kind", "state", "priority", "devices_requested", "devices", "step",
-            "total_steps", "loss", "submit_time", "start_time", "end_time", "failure",
+            "id", "name", "owner", "kind", "state", "priority", "devices_requested", "devices",
+            "step", "total_steps", "loss", "submit_time", "start_time", "end_time", "failure",
             "max_restarts", "queue_position", "run_dir", "attempts"]))
         self.assertEqual((job["state"], job["priority"], job["devices_requested"], job["step"]),
                          ("SUCCEEDED", 3, 2, 20))
@@ -152,7 +153,7 @@ class MatbertctlTest(unittest.TestCase):
         self.assertRegex(text, rf"cpu:0 .* {job_id}")
         self.assertRegex(text, rf"1 +{waiting} .* 4 +1")
         row = next(l for l in ctl(d, "status", check=0).stdout.splitlines() if l.startswith(waiting))
-        self.assertEqual(row.split()[2:5], ["QUEUED", "wait", "1"])
+        self.assertEqual(row.split()[3:6], ["QUEUED", "wait", "1"])
 
         r = ctl(d, "cancel", waiting, check=0)
         self.assertIn("had not started", r.stdout)
@@ -272,6 +273,35 @@ class TlsTest(unittest.TestCase):
             r = ctl(daemon, "--tls-ca", os.path.join(tmp, "missing.pem"), "status")
             self.assertEqual(r.returncode, EXIT["usage"])
             self.assertIn("missing.pem", r.stderr)
+            daemon.stop()
+
+    def test_users_see_owners_and_act_on_their_own_jobs(self):
+        with tempfile.TemporaryDirectory(prefix="matbertctl_users_") as tmp:
+            tokens = os.path.join(tmp, "tokens")
+            with open(tokens, "w") as f:
+                f.write("alice-0123456789abcdef alice user\nbob-0123456789abcdef bob user\n")
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(), "--tokens-file",
+                            tokens).start()
+            spec = os.path.join(ARGS.configs, "bert_matcomp_cpu.toml")
+            as_alice = ["--token", "alice-0123456789abcdef"]
+            as_bob = ["--token", "bob-0123456789abcdef"]
+            # Alice's job waits behind nothing but runs long enough to be acted on.
+            job_id = ctl(daemon, *as_alice, "submit", spec, "-q", "--training.steps", "100000",
+                         check=0).stdout.strip()
+            table = ctl(daemon, *as_bob, "status", check=0).stdout.splitlines()
+            row = next(line for line in table if line.startswith(job_id))
+            self.assertEqual(row.split()[1], "alice")
+            r = ctl(daemon, *as_bob, "status", "--mine")
+            self.assertEqual((r.returncode, r.stdout.splitlines()[1:]), (0, []), r.stdout)
+            self.assertIn("no jobs of yours yet", r.stderr)
+            mine = ctl(daemon, *as_alice, "status", "--mine", check=0).stdout.splitlines()
+            self.assertEqual([line.split()[0] for line in mine[1:]], [job_id])
+            for command in (["cancel", job_id], ["logs", job_id], ["checkpoints", job_id]):
+                r = ctl(daemon, *as_bob, *command)
+                self.assertEqual(r.returncode, EXIT["denied"], (command, r.stderr))
+                self.assertIn(f"job {job_id} belongs to alice; user bob may act on its own jobs "
+                              "only", r.stderr)
+            ctl(daemon, *as_alice, "cancel", job_id, "--force", check=0)
             daemon.stop()
 
 

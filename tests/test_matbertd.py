@@ -300,6 +300,111 @@ class DaemonRestartTest(unittest.TestCase):
             self.assertTrue(os.path.exists(os.path.join(data, "train", "dataset_info.json")), os.listdir(data))
             daemon.stop()
 
+    def test_users_act_on_their_own_jobs_admins_on_all_ranks_on_their_own_job(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_users_") as tmp:
+            tokens = os.path.join(tmp, "tokens")
+            with open(tokens, "w") as f:
+                f.write("# token user role\n"
+                        "alice-0123456789abcdef alice user\n"
+                        "bob-0123456789abcdef   bob   user\n"
+                        "ops-0123456789abcdef   ops   admin\n")
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(), "--tokens-file", tokens).start()
+            as_user = {u: [("authorization", f"Bearer {u}-0123456789abcdef")]
+                       for u in ("alice", "bob", "ops")}
+            case = MatbertdTest()
+            alice_job = daemon.jobs.SubmitJob(v1["js"].SubmitJobRequest(
+                spec_toml=spec_text(), overrides=TINY + ["training.steps=100000"]),
+                metadata=as_user["alice"], timeout=10).job_id
+            bob_job = daemon.jobs.SubmitJob(v1["js"].SubmitJobRequest(
+                spec_toml=spec_text(), overrides=TINY + ["job.kind=generate",
+                                                         "generate.n_samples=20"]),
+                metadata=as_user["bob"], timeout=10).job_id
+            # Alice's rank registered with its own credential (RUNNING) and reports metrics.
+            stream = daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=alice_job),
+                                          metadata=as_user["alice"], timeout=120)
+            for event in stream:
+                if event.WhichOneof("event") == "metrics":
+                    break
+            stream.cancel()
+
+            # Everyone sees every job and its owner; --mine narrows to the caller's.
+            listed = daemon.jobs.ListJobs(v1["js"].ListJobsRequest(), metadata=as_user["bob"],
+                                          timeout=10).jobs
+            self.assertEqual({j.id: j.owner for j in listed}, {alice_job: "alice", bob_job: "bob"})
+            for user, expected in (("alice", [alice_job]), ("bob", [bob_job]), ("ops", [])):
+                mine = daemon.jobs.ListJobs(v1["js"].ListJobsRequest(mine=True),
+                                            metadata=as_user[user], timeout=10).jobs
+                self.assertEqual([j.id for j in mine], expected, user)
+            self.assertEqual(daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=alice_job),
+                                                metadata=as_user["bob"], timeout=10).owner, "alice")
+
+            # Bob may not act on Alice's job, by any of the methods that act on or read a job.
+            calls = {
+                "CancelJob": lambda md: daemon.jobs.CancelJob(
+                    v1["js"].CancelJobRequest(job_id=alice_job), metadata=md, timeout=10),
+                "WatchJob": lambda md: list(daemon.jobs.WatchJob(
+                    v1["js"].WatchJobRequest(job_id=alice_job), metadata=md, timeout=10)),
+                "StreamLogs": lambda md: list(daemon.jobs.StreamLogs(
+                    v1["js"].StreamLogsRequest(job_id=alice_job), metadata=md, timeout=10)),
+                "ListCheckpoints": lambda md: daemon.jobs.ListCheckpoints(
+                    v1["js"].ListCheckpointsRequest(job_id=alice_job), metadata=md, timeout=10),
+                "DownloadCheckpoint": lambda md: list(daemon.jobs.DownloadCheckpoint(
+                    v1["js"].DownloadCheckpointRequest(job_id=alice_job), metadata=md,
+                    timeout=10)),
+            }
+            for name, call in calls.items():
+                with self.assertRaises(grpc.RpcError, msg=name) as e:
+                    call(as_user["bob"])
+                self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED, name)
+                self.assertEqual(e.exception.details(),
+                                 f"job {alice_job} belongs to alice; user bob may act on its own "
+                                 "jobs only (an admin on all)", name)
+            # Alice may read her own job's logs.
+            logs = list(daemon.jobs.StreamLogs(v1["js"].StreamLogsRequest(job_id=alice_job),
+                                               metadata=as_user["alice"], timeout=10))
+            self.assertTrue(any(batch.lines for batch in logs))
+
+            # The rank's credential, as matbertd handed it to the rank process.
+            (pid, _), = job_processes(alice_job)
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+            credential = env[b"MATBERT_TOKEN"].decode()
+            self.assertTrue(credential.startswith(f"rank:{alice_job}:"), credential)
+            self.assertNotIn(b"0123456789abcdef", b"".join(env.values()))  # no user token
+            rank_md = [("authorization", f"Bearer {credential}")]
+            attempt = int(env[b"MATBERT_ATTEMPT"])
+
+            def heartbeat(job_id, metadata):
+                return v1["wsg"].WorkerServiceStub(daemon.channel).Heartbeat(v1["ws"].HeartbeatRequest(
+                    worker=v1["ws"].WorkerId(job_id=job_id, attempt=attempt, rank=0)),
+                    metadata=metadata, timeout=10)
+
+            heartbeat(alice_job, rank_md)  # good for its own job
+            for what, call in (("another job", lambda: heartbeat(bob_job, rank_md)),
+                               ("a user", lambda: heartbeat(alice_job, as_user["alice"])),
+                               ("the client API", lambda: daemon.jobs.ListJobs(
+                                   v1["js"].ListJobsRequest(), metadata=rank_md, timeout=10))):
+                with self.assertRaises(grpc.RpcError, msg=what) as e:
+                    call()
+                self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED, what)
+            forged = f"rank:{bob_job}:" + credential.rsplit(":", 1)[1]
+            with self.assertRaises(grpc.RpcError) as e:
+                heartbeat(bob_job, [("authorization", f"Bearer {forged}")])
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+
+            # The credential outlives a restart of matbertd (its secret is in the state dir).
+            daemon.kill()
+            daemon.start()
+            heartbeat(alice_job, rank_md)
+            # The admin may act on anyone's job.
+            job = daemon.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=alice_job),
+                                        metadata=as_user["ops"], timeout=10)
+            self.assertEqual(job.owner, "alice")
+            events = list(daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=alice_job),
+                                               metadata=as_user["ops"], timeout=120))
+            self.assertEqual(case.states(events)[-1], "JOB_STATE_CANCELLED")
+            daemon.stop()
+
     def test_a_network_address_needs_tls_and_a_token_or_a_flag_that_says_insecure(self):
         with tempfile.TemporaryDirectory(prefix="matbertd_listen_") as tmp:
             token_file = os.path.join(tmp, "token")
@@ -313,8 +418,8 @@ class DaemonRestartTest(unittest.TestCase):
                                    env=env)
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn("is not a loopback address, and serving the network needs TLS "
-                              f"(--tls-cert, --tls-key) and a token (--token-file or "
-                              f"MATBERT_TOKEN){missing}; to serve it without them anyway, add "
+                              f"(--tls-cert, --tls-key) and tokens (--tokens-file, --token-file "
+                              f"or MATBERT_TOKEN){missing}; to serve it without them anyway, add "
                               "--insecure-allow-network-without-auth", r.stderr)
             # With the flag it serves, and says at start what that gives away.
             port = free_port()

@@ -162,11 +162,11 @@ class PythonClientTest(unittest.TestCase):
             self.assertEqual(c.download(job.id, dest=dest), dest)  # straight from matbertd
 
     def test_every_exception_from_its_real_cause(self):
-        token_file = os.path.join(self.tmp.name, "token")
-        with open(token_file, "w") as f:
-            f.write("s3cret\n")
-        d = self.daemon("--token-file", token_file, "--max-queued", "1", "--grace-period", "2")
-        c = self.client(d, token="s3cret")
+        tokens_file = os.path.join(self.tmp.name, "tokens")
+        with open(tokens_file, "w") as f:
+            f.write("s3cret-0123456789ab ops admin\nalice-0123456789abc alice user\n")
+        d = self.daemon("--tokens-file", tokens_file, "--max-queued", "1", "--grace-period", "2")
+        c = self.client(d, token="s3cret-0123456789ab")
         with self.assertRaises(matbert.JobNotFound) as cm:
             c.get("nosuchjob")
         self.assertIn("nosuchjob", str(cm.exception))
@@ -215,7 +215,13 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(cm.exception.job.state, "FAILED")
         self.assertIn("rank 1", cm.exception.reason)
         self.assertIsInstance(cm.exception, matbert.MatbertError)
-        # PermissionDenied has no cause yet: matbertd has one shared token and no owners.
+        # Another user's job: alice sees it (owned by ops) but may not act on it.
+        alice = self.client(d, token="alice-0123456789abc")
+        self.assertEqual(alice.get(running.id).owner, "ops")
+        self.assertEqual(alice.list(mine=True), [])
+        with self.assertRaises(matbert.PermissionDenied) as cm:
+            alice.cancel(running.id)
+        self.assertIn(f"job {running.id} belongs to ops; user alice", str(cm.exception))
 
     def test_sweep_example_end_to_end(self):
         d = self.daemon()

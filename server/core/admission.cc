@@ -63,6 +63,7 @@ absl::StatusOr<JobRecord> Admit(const SubmitRequest& request, const std::string&
   JobRecord job;
   job.id = job_id;
   job.name = spec.job.name;
+  job.owner = request.owner;
   job.kind = spec.job.kind;
   job.priority = spec.job.priority;
   job.nodes = spec.job.nodes;

@@ -17,6 +17,7 @@ struct SubmitRequest {
   std::vector<std::string> overrides;  // "section.key=value"
   std::string source_name = "spec";
   int grace_period_s = 0;  // 0 = the daemon's default
+  std::string owner;       // the submitting user ("" without tokens)
 };
 
 // What admission weighs a request against.

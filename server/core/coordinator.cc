@@ -205,10 +205,12 @@ absl::StatusOr<JobView> Coordinator::Get(const std::string& job_id) const {
   return ViewOf(*entry);
 }
 
-std::vector<JobView> Coordinator::List(const std::vector<JobState>& states, int limit) const {
+std::vector<JobView> Coordinator::List(const std::vector<JobState>& states, int limit,
+                                       const std::optional<std::string>& owner) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<const JobEntry*> entries;
   for (const auto& [id, entry] : jobs_) {
+    if (owner && entry.record.owner != *owner) continue;
     if (states.empty() ||
         std::find(states.begin(), states.end(), entry.record.state) != states.end()) {
       entries.push_back(&entry);
@@ -361,7 +363,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   input.base_env = BaseEnvironment();
   input.master_addr = options_.master_addr;
   input.coordinator.address = options_.coordinator_address;
-  input.coordinator.token = options_.token;
+  if (options_.rank_credential) input.coordinator.token = options_.rank_credential(job.id);
   input.coordinator.tls_ca = options_.tls_ca_file;
   std::string failure;
   if (absl::StatusOr<int> port = PickFreeLoopbackPort(); port.ok()) {

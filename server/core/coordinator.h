@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -48,9 +49,10 @@ struct CoordinatorOptions {
   int tick_ms = 100;                      // control loop period
   bool control_thread = true;             // false: nothing runs until TickForTest() (tests)
   std::string master_addr = "127.0.0.1";  // MASTER_ADDR of the ranks
-  std::string token;                      // handed to ranks as MATBERT_TOKEN; "" = none
-  std::string tls_ca_file;                // handed to ranks as MATBERT_TLS_CA; "" = plaintext
-  std::function<int64_t()> now_ms;        // Unix ms; default: the system clock
+  // The credential handed to the ranks of a job as MATBERT_TOKEN ("" or unset: none).
+  std::function<std::string(const std::string& job_id)> rank_credential;
+  std::string tls_ca_file;          // handed to ranks as MATBERT_TLS_CA; "" = plaintext
+  std::function<int64_t()> now_ms;  // Unix ms; default: the system clock
   // Called with the seconds from submission to the ranks' start of each job's first
   // attempt (the scheduling latency histogram). Must be cheap and thread-safe.
   std::function<void(double)> on_scheduled;
@@ -105,8 +107,9 @@ class Coordinator {
 
   absl::StatusOr<JobView> Submit(const SubmitRequest& request);
   absl::StatusOr<JobView> Get(const std::string& job_id) const;
-  // Newest first; `states` empty = all; `limit` 0 = all.
-  std::vector<JobView> List(const std::vector<JobState>& states, int limit) const;
+  // Newest first; `states` empty = all; `limit` 0 = all; `owner` set: that user's jobs only.
+  std::vector<JobView> List(const std::vector<JobState>& states, int limit,
+                            const std::optional<std::string>& owner = std::nullopt) const;
   absl::StatusOr<JobView> Cancel(const std::string& job_id, bool force);
   ClusterView Cluster() const;
   // `retention_ms`: how long an ended job's training series stay visible.

@@ -47,6 +47,9 @@ struct JobRecord {
   std::vector<int> devices;  // held device indices while STARTING/RUNNING
   int attempts = 0;          // attempts started so far
   bool cancel_requested = false;
+  // The user whose token submitted it (server/authenticator.h); "" = submitted without
+  // tokens, or before owners were recorded.
+  std::string owner;
 };
 
 // One rank's process of an attempt.

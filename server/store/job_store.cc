@@ -12,10 +12,10 @@ namespace {
 using Json = nlohmann::json;
 
 // The layout below, with the event payloads of server/core/event_payload.h, is schema
-// version 3 (PRAGMA user_version). A file of version 0 is one written before versions were
+// version 4 (PRAGMA user_version). A file of version 0 is one written before versions were
 // recorded. Each version adds a migration to kMigrations; a file newer than this build is
 // refused, never rewritten.
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   devices TEXT NOT NULL,
   attempts INTEGER NOT NULL,
   cancel_requested INTEGER NOT NULL,
-  nodes INTEGER NOT NULL DEFAULT 1
+  nodes INTEGER NOT NULL DEFAULT 1,
+  owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS attempts (
   job_id TEXT NOT NULL,
@@ -141,6 +142,11 @@ UPDATE attempts SET run_end = COALESCE((
     R"sql(
 ALTER TABLE jobs ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE attempts ADD COLUMN executor_ref TEXT NOT NULL DEFAULT '';
+)sql",
+    // Version 3 -> 4: every job has an owner; jobs from before owners belong to nobody
+    // (owner ''), which only admins may act on.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 )sql"};
 
 }  // namespace
@@ -230,15 +236,15 @@ absl::Status JobStore::WriteJob(const JobRecord& job, bool insert) {
   Statement st(db_, insert ? "INSERT INTO jobs (id, ord, name, kind, state, priority, "
                              "devices_requested, max_restarts, grace_period_s, spec_toml, "
                              "submit_ms, start_ms, end_ms, step, total_steps, loss, failure, "
-                             "devices, attempts, cancel_requested, nodes) VALUES (?1, ?2, ?3, ?4, "
-                             "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-                             "?19, ?20, ?21)"
+                             "devices, attempts, cancel_requested, nodes, owner) VALUES (?1, ?2, "
+                             "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+                             "?18, ?19, ?20, ?21, ?22)"
                            : "UPDATE jobs SET ord = ?2, name = ?3, kind = ?4, state = ?5, "
                              "priority = ?6, devices_requested = ?7, max_restarts = ?8, "
                              "grace_period_s = ?9, spec_toml = ?10, submit_ms = ?11, "
                              "start_ms = ?12, end_ms = ?13, step = ?14, total_steps = ?15, "
                              "loss = ?16, failure = ?17, devices = ?18, attempts = ?19, "
-                             "cancel_requested = ?20, nodes = ?21 WHERE id = ?1");
+                             "cancel_requested = ?20, nodes = ?21, owner = ?22 WHERE id = ?1");
   if (!st.ok()) return st.Error("prepare job write");
   st.Bind(1, job.id);
   st.Bind(2, job.order);
@@ -265,6 +271,7 @@ absl::Status JobStore::WriteJob(const JobRecord& job, bool insert) {
   st.Bind(19, int64_t{job.attempts});
   st.Bind(20, int64_t{job.cancel_requested});
   st.Bind(21, int64_t{job.nodes});
+  st.Bind(22, job.owner);
   const int rc = st.Step();
   if (rc == SQLITE_CONSTRAINT) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job.id, " already exists"));
@@ -357,7 +364,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadJobs() const {
   Statement st(db_,
                "SELECT id, ord, name, kind, state, priority, devices_requested, max_restarts, "
                "grace_period_s, spec_toml, submit_ms, start_ms, end_ms, step, total_steps, loss, "
-               "failure, devices, attempts, cancel_requested, nodes FROM jobs ORDER BY ord");
+               "failure, devices, attempts, cancel_requested, nodes, owner FROM jobs ORDER BY ord");
   if (!st.ok()) return st.Error("prepare job read");
   std::vector<JobRecord> jobs;
   int rc;
@@ -385,6 +392,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadJobs() const {
     job.attempts = static_cast<int>(st.Int(18));
     job.cancel_requested = st.Int(19) != 0;
     job.nodes = static_cast<int>(st.Int(20));
+    job.owner = st.Text(21);
     jobs.push_back(std::move(job));
   }
   if (rc != SQLITE_DONE) return st.Error("read jobs");

@@ -38,6 +38,7 @@ JobRecord SampleJob(const std::string& id) {
   job.order = 42;
   job.submit_ms = 1700000000123;
   job.total_steps = 1000;
+  job.owner = "alice";
   return job;
 }
 
@@ -100,6 +101,7 @@ TEST(JobStore, JobsAndAttemptsSurviveReopen) {
   EXPECT_EQ(job.devices, std::vector<int>({0, 3}));
   EXPECT_EQ(job.attempts, 2);
   EXPECT_EQ(job.failure, "rank 1 exited with code 1");
+  EXPECT_EQ(job.owner, "alice");
   auto attempts = (*store)->LoadAttempts("a1");
   ASSERT_TRUE(attempts.ok());
   ASSERT_EQ(attempts->size(), 2u);
@@ -190,10 +192,11 @@ void RunSql(const std::string& path, const std::string& sql) {
 }
 
 // A version-1 file: attempts without run_end (a finished run's end is in a summary event)
-// or executor_ref, jobs without nodes.
+// or executor_ref, jobs without nodes or owner.
 void MakeVersionOne(const std::string& path, int version = 1) {
   RunSql(path, absl::StrCat("ALTER TABLE attempts DROP COLUMN run_end; ALTER TABLE attempts "
                             "DROP COLUMN executor_ref; ALTER TABLE jobs DROP COLUMN nodes; "
+                            "ALTER TABLE jobs DROP COLUMN owner; "
                             "PRAGMA user_version = ",
                             version, ";"));
 }
@@ -203,7 +206,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 3);
+    EXPECT_EQ((*store)->SchemaVersion(), 4);
     ASSERT_TRUE((*store)->InsertJob(SampleJob("v1")).ok());
     ASSERT_TRUE((*store)->AppendEvent("v1", 5, "state", "{\"state\":\"QUEUED\"}").ok());
   }
@@ -213,11 +216,12 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 3);
+    EXPECT_EQ((*store)->SchemaVersion(), 4);
     auto job = (*store)->LoadJobs();
     ASSERT_TRUE(job.ok());
     ASSERT_EQ(job->size(), 1u);
     EXPECT_EQ((*job)[0].id, "v1");
+    EXPECT_EQ((*job)[0].owner, "");  // from before owners: nobody's
     EXPECT_EQ((*store)->LastSeq("v1"), 1);
   }
   // A file from a newer matbertd is refused, naming the file and both versions, and left as
@@ -228,7 +232,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(newer.status().message().find(path), std::string::npos) << newer.status();
   EXPECT_NE(newer.status().message().find("schema version 7 is newer"), std::string::npos);
-  EXPECT_NE(newer.status().message().find("(3)"), std::string::npos);
+  EXPECT_NE(newer.status().message().find("(4)"), std::string::npos);
 }
 
 TEST(JobStore, VersionTwoTakesEachAttemptsRunEndFromItsSummaryEvent) {

@@ -124,11 +124,13 @@ class Client:
         return Job(self._call(self._jobs.GetJob, job_service_pb2.GetJobRequest(job_id=str(job_id))),
                    self)
 
-    def list(self, states=None, limit=0):
-        """Jobs, newest first; states: e.g. ["RUNNING", "QUEUED"]; limit 0 = all."""
+    def list(self, states=None, limit=0, mine=False):
+        """Jobs, newest first; states: e.g. ["RUNNING", "QUEUED"]; limit 0 = all; mine: only
+        the jobs of the user this client's token names."""
         wanted = [job_pb2.JobState.Value("JOB_STATE_" + s.upper()) for s in (states or [])]
         response = self._call(self._jobs.ListJobs,
-                              job_service_pb2.ListJobsRequest(states=wanted, limit=limit))
+                              job_service_pb2.ListJobsRequest(states=wanted, limit=limit,
+                                                              mine=mine))
         return [Job(j, self) for j in response.jobs]
 
     def cancel(self, job_id, force=False):
