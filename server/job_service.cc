@@ -6,6 +6,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_sums.h"
 #include "common/status_macros.h"
 #include "common/unique_fd.h"
 #include "server/core/checkpoint_catalog.h"
@@ -41,13 +42,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
                                                     v1::SubmitJobResponse* response) {
   return UnaryCall(ctx, *auth_, [&](const Principal& caller) -> absl::Status {
     RETURN_IF_ERROR(MayUseClientApi(caller));
-    SubmitRequest submit;
-    submit.spec_toml = request->spec_toml();
-    submit.overrides.assign(request->overrides().begin(), request->overrides().end());
-    submit.source_name = request->source_name();
-    submit.grace_period_s = request->grace_period_seconds();
-    submit.owner = caller.user;
-    ASSIGN_OR_RETURN(JobView view, coordinator_->Submit(submit));
+    ASSIGN_OR_RETURN(JobView view, coordinator_->Submit(FromProto(*request, caller.user)));
     response->set_job_id(view.job.id);
     ToProto(view, coordinator_->options(), response->mutable_job());
     return absl::OkStatus();
@@ -227,6 +222,13 @@ grpc::ServerWriteReactor<v1::CheckpointChunk>* JobServiceImpl::DownloadCheckpoin
         const CheckpointDir* dir = &*selected;
         absl::StatusOr<std::vector<FileDigest>> files = DigestDirectory(dir->path);
         if (!files.ok()) return files.status();
+        // The bytes must still be the ones written: a damaged checkpoint is refused by name.
+        std::map<std::string, std::string> digests;
+        for (const FileDigest& f : *files) digests[f.name] = f.sha256;
+        if (absl::Status intact = CompareWithChecksums(dir->path, digests); !intact.ok()) {
+          return absl::DataLossError(absl::StrCat("checkpoint step ", dir->step, " of job ",
+                                                  request.job_id(), ": ", intact.message()));
+        }
         v1::CheckpointChunk first;
         first.set_step(dir->step);
         for (const FileDigest& f : *files) {

@@ -22,6 +22,16 @@ void SetTimestamp(int64_t unix_ms, google::protobuf::Timestamp* out) {
   *out = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(unix_ms);
 }
 
+SubmitRequest FromProto(const v1::SubmitJobRequest& request, const std::string& owner) {
+  SubmitRequest submit;
+  submit.spec_toml = request.spec_toml();
+  submit.overrides.assign(request.overrides().begin(), request.overrides().end());
+  submit.source_name = request.source_name();
+  submit.grace_period_s = request.grace_period_seconds();
+  submit.owner = owner;
+  return submit;
+}
+
 void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* out) {
   const JobRecord& job = view.job;
   out->set_id(job.id);

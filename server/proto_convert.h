@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "matbert/v1/cluster_service.pb.h"
 #include "matbert/v1/job.pb.h"
+#include "matbert/v1/job_service.pb.h"
 #include "server/core/coordinator.h"
 
 namespace matbert {
@@ -18,5 +19,7 @@ void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* ou
 bool ToProto(const EventRecord& event, v1::JobEvent* out);
 void ToProto(const ClusterView& view, v1::Cluster* out);
 void SetTimestamp(int64_t unix_ms, google::protobuf::Timestamp* out);
+// A SubmitJob request as admission reads it, owned by `owner`.
+SubmitRequest FromProto(const v1::SubmitJobRequest& request, const std::string& owner);
 
 }  // namespace matbert

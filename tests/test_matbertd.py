@@ -68,6 +68,12 @@ class MatbertdTest(unittest.TestCase):
                 break
         return events
 
+    def cancel_quietly(self, daemon, job_id):
+        try:
+            daemon.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id, force=True), timeout=10)
+        except grpc.RpcError:
+            pass  # it has ended
+
     def states(self, events):
         return [v1["job"].JobState.Name(e.state_change.state) for e in events
                 if e.WhichOneof("event") == "state_change"]
@@ -128,6 +134,11 @@ class MatbertdTest(unittest.TestCase):
             self.assertEqual(data, on_disk)
             self.assertEqual(hashlib.sha256(data).hexdigest(), manifest[name].sha256)
             self.assertEqual(len(data), manifest[name].size)
+        # The checkpoint's own record of its bytes, written by the trainer, agrees with hashlib.
+        recorded = dict(reversed(line.split("  ", 1))
+                        for line in received["SHA256SUMS"].decode().splitlines())
+        self.assertEqual(recorded, {name: hashlib.sha256(data).hexdigest()
+                                    for name, data in received.items() if name != "SHA256SUMS"})
         with self.assertRaises(grpc.RpcError) as e:
             list(d.jobs.DownloadCheckpoint(v1["js"].DownloadCheckpointRequest(job_id=job_id, step=7)))
         self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
@@ -179,6 +190,54 @@ class MatbertdTest(unittest.TestCase):
                      if e.WhichOneof("event") == "metrics" and e.metrics.kind == "train")
         self.assertEqual(first.step, resumed + 1)
         self.assertEqual(job_processes(job_id, 1), [])
+
+    def test_a_damaged_newest_checkpoint_is_refused_and_the_retry_resumes_from_the_one_before(self):
+        d = self.daemon
+        job_id = self.submit(d, "training.steps=100000", "job.max_restarts=1")
+        self.addCleanup(self.cancel_quietly, d, job_id)  # whatever fails, free its slot
+        checkpoints = []
+        seen = self.watch(d, job_id, until=lambda e: e.WhichOneof("event") == "checkpoint" and
+                          checkpoints.append(e.checkpoint.step) is None and len(checkpoints) == 2)
+        (pid, _), = job_processes(job_id, 1)
+        os.kill(pid, signal.SIGSTOP)  # writes nothing more while its newest checkpoint is damaged
+        run_dir = d.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id)).run_dir
+        steps = sorted(int(n[5:]) for n in os.listdir(os.path.join(run_dir, "checkpoints"))
+                       if n.startswith("step-"))
+        newest, before = steps[-1], steps[-2]
+        weights = os.path.join(run_dir, "checkpoints", f"step-{newest:07d}", "model.safetensors")
+        with open(weights, "r+b") as f:  # one bit, in the middle of the tensors
+            f.seek(os.path.getsize(weights) // 2)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0x04]))
+        # Download names the damaged file instead of serving it.
+        with self.assertRaises(grpc.RpcError) as e:
+            list(d.jobs.DownloadCheckpoint(v1["js"].DownloadCheckpointRequest(job_id=job_id)))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.DATA_LOSS)
+        self.assertIn(f"checkpoint step {newest} of job {job_id}: {weights} is corrupt",
+                      e.exception.details())
+        os.kill(pid, signal.SIGKILL)
+        # The retry resumes from the checkpoint before, and its start says why.
+        events = self.watch(d, job_id, after_seq=seen[-1].seq,
+                            until=lambda e: e.WhichOneof("event") == "state_change" and
+                            e.state_change.attempt == 2 and
+                            e.state_change.state == v1["job"].JOB_STATE_RUNNING)
+        events += self.watch(d, job_id, after_seq=events[-1].seq,
+                             until=lambda e: e.WhichOneof("event") == "metrics" and
+                             e.metrics.kind == "train")
+        at = next(i for i, e in enumerate(events) if e.WhichOneof("event") == "state_change"
+                  and e.state_change.attempt == 2)
+        self.assertIn(f"resuming from step {before} (skipped corrupt checkpoint step {newest}: "
+                      f"{weights} is corrupt: its SHA-256 is ", events[at].state_change.reason)
+        first = next(e.metrics.step for e in events[at:] if e.WhichOneof("event") == "metrics"
+                     and e.metrics.kind == "train")
+        self.assertEqual(first, before + 1)
+        job = d.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
+        self.assertEqual(job.attempts[1].resumed_from_step, before)
+        self.assertTrue(os.path.isdir(os.path.join(run_dir, "checkpoints",
+                                                   f"step-{newest:07d}.corrupt")))
+        d.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id, force=True))
+        self.assertEqual(self.states(self.watch(d, job_id))[-1], "JOB_STATE_CANCELLED")
 
     def test_bad_specs_full_queue_health_and_reflection(self):
         d = self.daemon

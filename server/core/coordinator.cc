@@ -20,6 +20,7 @@
 #include "common/status_macros.h"
 #include "server/core/event_payload.h"
 #include "server/core/rank_plan.h"
+#include "server/core/run_files.h"
 
 extern char** environ;
 
@@ -358,8 +359,14 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   input.run_dir = RunDir(job.id);
   for (int d : devices) input.devices.push_back(options_.devices[d]);
   input.attempt = live->record.number;
-  const std::vector<int64_t> steps = ListCheckpointSteps(RunCheckpointsDir(input.run_dir));
-  if (!steps.empty()) input.latest_checkpoint_step = steps.back();
+  // Resume from the newest checkpoint that is still what was written (SHA256SUMS); damaged
+  // newer ones are set aside and named in the attempt's start.
+  ResumePoint resume;
+  if (job.kind == "train") resume = NewestIntactCheckpoint(input.run_dir);
+  input.resume_step = resume.step;
+  for (const std::string& skipped : resume.skipped) {
+    spdlog::warn("job {}: not resuming from checkpoint {}", job.id, skipped);
+  }
   input.base_env = BaseEnvironment();
   input.master_addr = options_.master_addr;
   input.coordinator.address = options_.coordinator_address;
@@ -392,7 +399,10 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
                         [this](std::string* out, int d) { out->append(options_.devices[d].id); }),
           entry.live->record.resumed_from_step > 0
               ? absl::StrCat(", resuming from step ", entry.live->record.resumed_from_step)
-              : ""));
+              : "",
+          resume.skipped.empty() ? ""
+                                 : absl::StrCat(" (skipped corrupt checkpoint ",
+                                                absl::StrJoin(resume.skipped, "; "), ")")));
   if (!failure.empty()) StopAttempt(*entry.live, failure, /*force=*/true);
 }
 

@@ -24,9 +24,9 @@ AttemptPlan PlanAttempt(const JobRecord& job, const RankPlanInput& input) {
     world = 1;
   } else {
     argv = {input.worker_path, "train", "--config", spec, "--run-dir", input.run_dir};
-    if (input.latest_checkpoint_step >= 0) {
-      argv.insert(argv.end(), {"--checkpoint.load_step", "-1"});
-      plan.resumed_from_step = input.latest_checkpoint_step;
+    if (input.resume_step >= 0) {
+      argv.insert(argv.end(), {"--checkpoint.load_step", std::to_string(input.resume_step)});
+      plan.resumed_from_step = input.resume_step;
     }
   }
   std::vector<std::string> visible;

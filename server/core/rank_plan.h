@@ -21,8 +21,8 @@ struct RankPlanInput {
   std::string run_dir;
   std::vector<DeviceInfo> devices;  // the ones the attempt holds, in order
   int attempt = 1;
-  int64_t latest_checkpoint_step = -1;  // the run directory's newest checkpoint; -1 = none
-  std::vector<std::string> base_env;    // the daemon's environment minus rank variables
+  int64_t resume_step = -1;  // the checkpoint to resume from (the newest intact one); -1 = none
+  std::vector<std::string> base_env;  // the daemon's environment minus rank variables
   std::string master_addr = "127.0.0.1";
   int master_port = 0;
   CoordinatorEnv coordinator;  // job_id and attempt are filled in from the job

@@ -68,7 +68,7 @@ TEST(RankPlan, TrainingGetsOneRankPerDeviceWithTheEnvironmentContract) {
 
 TEST(RankPlan, ARetryResumesFromTheNewestCheckpointAndCarriesTheCredentials) {
   RankPlanInput in = Input(1, "cpu");
-  in.latest_checkpoint_step = 500;
+  in.resume_step = 500;
   in.coordinator.token = "s3cret";
   in.coordinator.tls_ca = "/etc/matbert/ca.pem";
   const AttemptPlan plan = PlanAttempt(Job("train"), in);
@@ -76,7 +76,7 @@ TEST(RankPlan, ARetryResumesFromTheNewestCheckpointAndCarriesTheCredentials) {
   ASSERT_EQ(plan.ranks.size(), 1u);
   const std::vector<std::string>& argv = plan.ranks[0].argv;
   EXPECT_EQ(std::vector<std::string>(argv.end() - 2, argv.end()),
-            (std::vector<std::string>{"--checkpoint.load_step", "-1"}));
+            (std::vector<std::string>{"--checkpoint.load_step", "500"}));
   EXPECT_TRUE(Has(plan.ranks[0], "CUDA_VISIBLE_DEVICES=")) << "CPU slots hide every GPU";
   EXPECT_TRUE(Has(plan.ranks[0], "MATBERT_TOKEN=s3cret"));
   EXPECT_TRUE(Has(plan.ranks[0], "MATBERT_TLS_CA=/etc/matbert/ca.pem"));
@@ -84,7 +84,7 @@ TEST(RankPlan, ARetryResumesFromTheNewestCheckpointAndCarriesTheCredentials) {
 
 TEST(RankPlan, GenerateRunsOneProcessWithAThreadPerDevice) {
   RankPlanInput in = Input(4, "cpu");
-  in.latest_checkpoint_step = 7;  // a generate job never resumes
+  in.resume_step = 7;  // a generate job never resumes
   const AttemptPlan plan = PlanAttempt(Job("generate"), in);
   ASSERT_EQ(plan.ranks.size(), 1u);
   EXPECT_EQ(plan.resumed_from_step, 0);

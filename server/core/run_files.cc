@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint_sums.h"
 #include "common/file_util.h"
 #include "common/run_layout.h"
 #include "common/sha256.h"
@@ -39,6 +40,23 @@ std::vector<CheckpointDir> ListCheckpointDirs(const std::string& run_dir) {
   std::sort(out.begin(), out.end(),
             [](const CheckpointDir& a, const CheckpointDir& b) { return a.step < b.step; });
   return out;
+}
+
+ResumePoint NewestIntactCheckpoint(const std::string& run_dir) {
+  ResumePoint point;
+  std::vector<CheckpointDir> dirs = ListCheckpointDirs(run_dir);
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    const absl::Status intact = VerifyChecksums(it->path);
+    if (intact.ok()) {
+      point.step = it->step;
+      break;
+    }
+    std::error_code ec;
+    fs::remove_all(it->path + ".corrupt", ec);  // an older corrupt copy of the same step
+    fs::rename(it->path, it->path + ".corrupt", ec);
+    point.skipped.push_back(absl::StrCat("step ", it->step, ": ", intact.message()));
+  }
+  return point;
 }
 
 absl::StatusOr<std::vector<FileDigest>> DigestDirectory(const std::string& dir) {

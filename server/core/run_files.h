@@ -24,6 +24,15 @@ struct CheckpointDir {
 // Finished checkpoints (checkpoints/step-NNNNNNN, never the hidden staging ones), oldest first.
 std::vector<CheckpointDir> ListCheckpointDirs(const std::string& run_dir);
 
+// Where a retry resumes: the newest checkpoint whose files match their SHA256SUMS. Each newer
+// one that does not is renamed to step-NNNNNNN.corrupt (kept for inspection, never listed or
+// loaded again) and named in `skipped` ("step 20: <what is wrong>").
+struct ResumePoint {
+  int64_t step = -1;  // -1: no intact checkpoint (start from scratch)
+  std::vector<std::string> skipped;
+};
+ResumePoint NewestIntactCheckpoint(const std::string& run_dir);
+
 struct FileDigest {
   std::string name;  // file name inside the checkpoint
   int64_t size = 0;

@@ -19,6 +19,8 @@ namespace {
 constexpr uint32_t kContinuation = 0xFFFFFFFF;
 // Larger metadata than this is certainly corrupt for these schemas.
 constexpr int32_t kMaxMetadataLength = 64 << 20;
+// Rows of one record batch: list offsets are int32, so no list column can hold more.
+constexpr int64_t kMaxRows = int64_t{1} << 31;
 
 }  // namespace
 
@@ -68,12 +70,13 @@ absl::StatusOr<ListField> ParseField(const fb::Field* field) {
     return absl::InvalidArgumentError(
         absl::StrCat("list column '", out.name, "' must have exactly one child"));
   }
+  // A union's tag may name a type whose table is absent: the type_as_* accessors are null then.
   const fb::Field* child = field->children()->Get(0);
-  if (child->type_type() == fb::Type::Int && child->type_as_Int()->bit_width() == 32 &&
-      child->type_as_Int()->is_signed()) {
+  const fb::Int* int_type = child->type_as_Int();
+  const fb::FloatingPoint* float_type = child->type_as_FloatingPoint();
+  if (int_type != nullptr && int_type->bit_width() == 32 && int_type->is_signed()) {
     out.element = ElementType::kInt32;
-  } else if (child->type_type() == fb::Type::FloatingPoint &&
-             child->type_as_FloatingPoint()->precision() == fb::Precision::DOUBLE) {
+  } else if (float_type != nullptr && float_type->precision() == fb::Precision::DOUBLE) {
     out.element = ElementType::kFloat64;
   } else {
     return absl::InvalidArgumentError(
@@ -125,7 +128,7 @@ absl::Status IpcStreamReader::Scan() {
     }
     const int64_t body_length = message->body_length();
     const int64_t body_offset = offset + 8 + length;
-    if (body_length < 0 || body_offset + body_length > file_size_) {
+    if (body_length < 0 || body_length > file_size_ - body_offset) {
       return Error(offset, absl::StrCat("body length ", body_length, " runs past the end of file"));
     }
     if (!have_schema) {
@@ -133,6 +136,7 @@ absl::Status IpcStreamReader::Scan() {
         return Error(offset, "the first message must be a Schema");
       }
       const fb::Schema* schema = message->header_as_Schema();
+      if (schema == nullptr) return Error(offset, "Schema message without its schema");
       if (schema->endianness() != fb::Endianness::Little) {
         return Error(offset, "big-endian streams are not supported");
       }
@@ -152,7 +156,11 @@ absl::Status IpcStreamReader::Scan() {
       have_schema = true;
     } else if (message->header_type() == fb::MessageHeader::RecordBatch) {
       const fb::RecordBatch* batch = message->header_as_RecordBatch();
-      if (batch->length() < 0) return Error(offset, "negative record batch length");
+      if (batch == nullptr) return Error(offset, "RecordBatch message without its batch");
+      if (batch->length() < 0 || batch->length() > kMaxRows) {
+        return Error(offset, absl::StrCat("record batch length ", batch->length(),
+                                          " is out of bounds [0, ", kMaxRows, "]"));
+      }
       batches_.push_back(
           {offset, offset + 8, length, body_offset, body_length, batch->length(), num_rows_});
       num_rows_ += batch->length();
@@ -175,6 +183,9 @@ absl::StatusOr<ListBatch> IpcStreamReader::ReadBatch(int k) const {
   }
   const fb::RecordBatch* batch = fb::GetMessage(metadata.data())->header_as_RecordBatch();
   const int64_t at = entry.message_offset;
+  if (batch == nullptr || batch->length() != entry.rows) {
+    return Error(at, "message metadata changed since the file was opened");
+  }
   const size_t num_fields = schema_.fields.size();
   if (batch->compression() != nullptr)
     return Error(at, "compressed record batches are not supported");
@@ -186,7 +197,8 @@ absl::StatusOr<ListBatch> IpcStreamReader::ReadBatch(int k) const {
   }
   std::vector<BufferSpan> buffers;
   for (const fb::Buffer* b : *batch->buffers()) {
-    if (b->offset() < 0 || b->length() < 0 || b->offset() + b->length() > entry.body_length) {
+    if (b->offset() < 0 || b->length() < 0 || b->offset() > entry.body_length ||
+        b->length() > entry.body_length - b->offset()) {
       return Error(at,
                    absl::StrCat("buffer ", buffers.size(), " [", b->offset(), ", +", b->length(),
                                 ") lies outside the body of ", entry.body_length, " bytes"));
@@ -205,10 +217,12 @@ absl::StatusOr<ListBatch> IpcStreamReader::ReadBatch(int k) const {
       return Error(at, absl::StrCat("column '", name,
                                     "': node length differs from the batch, or has nulls"));
     }
+    // Lengths are bounded before they are multiplied: batch->length() by kMaxRows in Scan.
     if (buffers[4 * f + 1].length < 4 * (batch->length() + 1)) {
       return Error(at, absl::StrCat("column '", name, "': offsets buffer too short"));
     }
-    if (buffers[4 * f + 3].length < ElementSize(schema_.fields[f].element) * child->length()) {
+    if (child->length() < 0 || child->length() > entry.body_length ||
+        buffers[4 * f + 3].length < ElementSize(schema_.fields[f].element) * child->length()) {
       return Error(at, absl::StrCat("column '", name, "': values buffer too short"));
     }
     child_lengths.push_back(child->length());

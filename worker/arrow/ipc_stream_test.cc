@@ -1,7 +1,10 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <random>
 #include <vector>
 
 #include "common/file_util.h"
@@ -131,6 +134,58 @@ TEST_F(IpcStreamTest, CorruptOffsetsAreRefusedWithTheirPosition) {
   EXPECT_NE(batch.status().message().find("byte offset " + std::to_string(at + 8)),
             std::string::npos)
       << batch.status();
+}
+
+// Damaged files of every kind are refused with a status naming the file, never a crash: 20 000
+// seeded mutations of the valid stream (bytes replaced, bits flipped, 32-bit fields set to
+// extremes, bytes cut out), each opened and every batch read. Under AddressSanitizer
+// (scripts/test.sh's sanitizer build) an out-of-bounds read fails this test too.
+TEST_F(IpcStreamTest, MutatedStreamsAreRefusedNeverCrash) {
+  std::mt19937 rng(20261124);
+  int refused = 0, opened = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string bad = bytes_;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !bad.empty(); ++e) {
+      const size_t at = rng() % bad.size();
+      switch (rng() % 4) {
+        case 0:
+          bad[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          bad[at] = static_cast<char>(bad[at] ^ (1 << (rng() % 8)));
+          break;
+        case 2: {
+          static constexpr uint32_t kExtremes[] = {0, 1, 0xFFFFFFFF, 0x7FFFFFFF, 0x80000000};
+          const uint32_t v = kExtremes[rng() % 5];
+          std::memcpy(bad.data() + at, &v, std::min<size_t>(4, bad.size() - at));
+          break;
+        }
+        default:
+          bad.erase(at, 1 + rng() % 8);
+      }
+    }
+    {
+      std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+      out.write(bad.data(), static_cast<std::streamsize>(bad.size()));
+    }
+    auto reader = IpcStreamReader::Open(path_);
+    if (!reader.ok()) {
+      ++refused;
+      EXPECT_NE(reader.status().message().find(path_), std::string::npos) << reader.status();
+      continue;
+    }
+    ++opened;
+    for (int k = 0; k < reader->num_batches(); ++k) {
+      auto batch = reader->ReadBatch(k);
+      if (!batch.ok()) {
+        EXPECT_EQ(batch.status().code(), absl::StatusCode::kDataLoss) << batch.status();
+      }
+    }
+  }
+  // Most mutations break the framing; some only change values, which still parse.
+  EXPECT_GT(refused, 10000);
+  EXPECT_GT(opened, 100);
 }
 
 }  // namespace

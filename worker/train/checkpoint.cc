@@ -1,7 +1,5 @@
 #include "worker/train/checkpoint.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/core/Generator.h>
 #include <torch/serialize.h>
 
 #include <algorithm>
@@ -9,9 +7,9 @@
 #include <filesystem>
 #include <set>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/checkpoint_sums.h"
 #include "common/file_util.h"
 #include "common/staging_dir.h"
 #include "common/status_macros.h"
@@ -89,6 +87,8 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& checkpoints_dir, 
   trainer_state["torch_cpu_rng"] = CpuRngState();  // so that a resumed run draws the same
   RETURN_IF_ERROR(
       WriteFileAtomically(staging.path() + "/trainer_state.json", trainer_state.dump(2) + "\n"));
+  // Last: what every file's bytes were, so a reader can tell a checkpoint damaged later.
+  RETURN_IF_ERROR(WriteChecksums(staging.path()));
   RETURN_IF_ERROR(staging.Commit());
 
   std::vector<int64_t> steps = ListCheckpointSteps(checkpoints_dir);
@@ -121,18 +121,10 @@ absl::StatusOr<std::string> ResolveCheckpoint(const std::string& checkpoints_dir
 absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
                                               BertForMatrixRegression& model,
                                               torch::optim::Optimizer* optimizer) {
+  RETURN_IF_ERROR(VerifyChecksums(dir));
   const std::string state_path = dir + "/trainer_state.json";
   ASSIGN_OR_RETURN(std::string state_text, ReadFileToString(state_path));
-  nlohmann::json state = nlohmann::json::parse(state_text, nullptr, false);
-  if (state.is_discarded() || !state.is_object() || !state.contains("step") ||
-      !state["step"].is_number_integer()) {
-    return absl::DataLossError(absl::StrCat(state_path, ": not a trainer state (no \"step\")"));
-  }
-  if (state.value("format_version", 0) != kCheckpointFormatVersion) {
-    return absl::DataLossError(absl::StrCat(state_path, ": format_version ",
-                                            state.value("format_version", 0), " is not ",
-                                            kCheckpointFormatVersion));
-  }
+  ASSIGN_OR_RETURN(nlohmann::json state, ParseTrainerState(state_text, state_path));
   NamedTensors parameters;
   for (auto& p : model->named_parameters()) parameters.emplace_back(p.key(), p.value());
   RETURN_IF_ERROR(CopyWeights(dir + "/model.safetensors", parameters));
@@ -148,34 +140,11 @@ absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
           absl::StrCat(optimizer_path, ": cannot load: ", e.what_without_backtrace()));
     }
     // Resuming training: the random draws continue where the checkpointed run was.
-    if (state.contains("torch_cpu_rng") && state["torch_cpu_rng"].is_string()) {
+    if (state.contains("torch_cpu_rng")) {
       RETURN_IF_ERROR(SetCpuRngState(state["torch_cpu_rng"].get<std::string>(), state_path));
     }
   }
   return state;
-}
-
-std::string CpuRngState() {
-  torch::Tensor state = at::detail::getDefaultCPUGenerator().get_state();
-  return absl::Base64Escape(
-      absl::string_view(static_cast<const char*>(state.data_ptr()), state.numel()));
-}
-
-absl::Status SetCpuRngState(const std::string& base64, const std::string& where) {
-  std::string bytes;
-  if (!absl::Base64Unescape(base64, &bytes)) {
-    return absl::DataLossError(absl::StrCat(where, ": torch_cpu_rng is not base64"));
-  }
-  torch::Tensor state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
-  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
-  try {
-    at::Generator generator = at::detail::getDefaultCPUGenerator();
-    generator.set_state(state);
-  } catch (const c10::Error& e) {
-    return absl::DataLossError(
-        absl::StrCat(where, ": torch_cpu_rng: ", e.what_without_backtrace()));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace matbert

@@ -5,6 +5,7 @@
 //   trainer_state.json   format_version, step, RNG state, last evaluation
 //   spec.toml            the resolved job spec (tokenizer and shape for `complete`)
 //   model_ema.safetensors  the weights' moving average, with training.ema_decay
+//   SHA256SUMS           the SHA-256 of each file above (common/checkpoint_sums.h)
 // Each is written into a staging directory and renamed into place whole; a directory that
 // is not named step-NNNNNNN (a staging one) is never loaded.
 #pragma once
@@ -20,10 +21,9 @@
 #include "common/run_layout.h"  // CheckpointDirName, ListCheckpointSteps
 #include "worker/train/bert_model.h"
 #include "worker/train/safetensors.h"
+#include "worker/train/trainer_state.h"  // kCheckpointFormatVersion, CpuRngState
 
 namespace matbert {
-
-inline constexpr int kCheckpointFormatVersion = 1;
 
 // Writes checkpoint `step` (trainer_state gets format_version, step and the CPU generator's
 // state added), then removes
@@ -41,8 +41,8 @@ absl::StatusOr<std::string> ResolveCheckpoint(const std::string& checkpoints_dir
                                               int64_t load_step);
 
 // Loads weights into `model` (and, to resume training, when `optimizer` is not null: its
-// state and the CPU generator's) and returns trainer_state.json. Any missing, corrupt or
-// mismatching file is an error naming it.
+// state and the CPU generator's) and returns trainer_state.json. The files are checked
+// against SHA256SUMS first; any missing, corrupt or mismatching file is an error naming it.
 absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
                                               BertForMatrixRegression& model,
                                               torch::optim::Optimizer* optimizer);
@@ -50,11 +50,5 @@ absl::StatusOr<nlohmann::json> LoadCheckpoint(const std::string& dir,
 // Copies model_ema.safetensors of checkpoint `dir` into `averages` (by name; every tensor
 // must be there with its shape). False when the checkpoint has none (a run without EMA).
 absl::StatusOr<bool> LoadAverages(const std::string& dir, const NamedTensors& averages);
-
-// The default CPU generator's state, base64, as trainer_state.json's torch_cpu_rng holds it
-// (dropout and masking draw from it, so an exact resume restores it).
-std::string CpuRngState();
-// Restores it; `where` names the file in errors (DATA_LOSS when it is not a valid state).
-absl::Status SetCpuRngState(const std::string& base64, const std::string& where);
 
 }  // namespace matbert

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -73,6 +74,12 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
   return WriteFileAtomically(path, out);
 }
 
+namespace {
+// The largest dimension accepted: 2^40, far beyond any real tensor, small enough that a
+// product of them is checked for overflow before it is used.
+constexpr uint64_t kMaxDim = uint64_t{1} << 40;
+}  // namespace
+
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
   ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(path));
   auto refuse = [&](const std::string& what) {
@@ -111,14 +118,26 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
         !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned()) {
       return refuse(absl::StrCat("tensor ", name, ": needs \"shape\" and two \"data_offsets\""));
     }
+    // Every number is bounded by the file before it is multiplied or used as an offset.
     std::vector<int64_t> sizes;
     int64_t numel = 1;
     for (const auto& dim : shape) {
-      if (!dim.is_number_unsigned()) return refuse(absl::StrCat("tensor ", name, ": bad shape"));
+      if (!dim.is_number_unsigned() || dim.get<uint64_t>() > kMaxDim) {
+        return refuse(
+            absl::StrCat("tensor ", name, ": bad shape (dimensions are 0 to ", kMaxDim, ")"));
+      }
       sizes.push_back(dim.get<int64_t>());
+      if (sizes.back() != 0 && numel > std::numeric_limits<int64_t>::max() / 16 / sizes.back()) {
+        return refuse(absl::StrCat("tensor ", name, ": shape has too many elements"));
+      }
       numel *= sizes.back();
     }
-    const int64_t begin = offsets[0].get<int64_t>(), end = offsets[1].get<int64_t>();
+    const uint64_t begin_u = offsets[0].get<uint64_t>(), end_u = offsets[1].get<uint64_t>();
+    if (begin_u > static_cast<uint64_t>(data_size) || end_u > static_cast<uint64_t>(data_size)) {
+      return refuse(absl::StrCat("tensor ", name, ": data_offsets [", begin_u, ", ", end_u,
+                                 ") lie past the ", data_size, " data bytes"));
+    }
+    const int64_t begin = static_cast<int64_t>(begin_u), end = static_cast<int64_t>(end_u);
     const int64_t expected = numel * static_cast<int64_t>(c10::elementSize(type));
     if (begin > end || end > data_size || end - begin != expected) {
       return refuse(absl::StrCat("tensor ", name, ": data_offsets [", begin, ", ", end,
