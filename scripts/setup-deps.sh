@@ -17,6 +17,8 @@ done
 packages=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config clang-format git
+  # the sanitizer build and the fuzz targets (ASan, UBSan, libFuzzer: fuzz/README.md)
+  clang-14 libclang-rt-14-dev
   # libraries (DESIGN.md section 10)
   libtorch-dev libgloo-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler

@@ -146,7 +146,9 @@ absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
     }
     ranges.emplace_back(begin, end);
     at::Tensor t = at::empty(sizes, at::TensorOptions().dtype(type));
-    std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, static_cast<size_t>(expected));
+    if (expected > 0) {  // an empty tensor has no data pointer to copy into
+      std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, static_cast<size_t>(expected));
+    }
     file.tensors[name] = std::move(t);
   }
   std::sort(ranges.begin(), ranges.end());

@@ -41,7 +41,7 @@ absl::Status SetCpuRngState(const std::string& base64, const std::string& where)
     return absl::DataLossError(absl::StrCat(where, ": torch_cpu_rng is not base64"));
   }
   at::Tensor state = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
-  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
+  if (!bytes.empty()) std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
   try {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     generator.set_state(state);

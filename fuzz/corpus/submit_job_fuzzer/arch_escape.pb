@@ -1,0 +1,3 @@
+
+"[model]
+arch = "../../etc/passwd"
