@@ -511,6 +511,32 @@ class DaemonRestartTest(unittest.TestCase):
             self.assertEqual(job_processes(job_id), [])
             daemon.stop()
 
+    def test_a_stopped_daemon_fails_no_healthy_job_and_loses_no_event(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_sigstop_") as tmp:
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(),
+                            "--heartbeat-timeout", "3").start()
+            case = MatbertdTest()
+            job_id = case.submit(daemon, "training.steps=400", "job.gpus=2", "job.max_restarts=0",
+                                 "checkpoint.every=100", "training.eval_every=1000")
+            before = case.watch(daemon, job_id, until=lambda e: e.WhichOneof("event") == "metrics")
+            # Paused for more than twice the heartbeat timeout while the ranks keep training.
+            daemon.proc.send_signal(signal.SIGSTOP)
+            time.sleep(8)
+            daemon.proc.send_signal(signal.SIGCONT)
+            events = case.watch(daemon, job_id, timeout=300)
+            self.assertEqual(case.states(events)[-1], "JOB_STATE_SUCCEEDED")
+            job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
+            self.assertEqual(len(job.attempts), 1, job.attempts)
+            # Every event once, in order, and every training step's record among them.
+            self.assertEqual([e.seq for e in events], list(range(1, len(events) + 1)))
+            steps = [e.metrics.step for e in events
+                     if e.WhichOneof("event") == "metrics" and e.metrics.kind == "train"]
+            self.assertEqual(steps, list(range(1, 401)))
+            self.assertEqual(events[:len(before)], before)  # as served before the pause
+            with open(os.path.join(tmp, "state", "matbertd.out")) as f:
+                self.assertIn("matbertd did not run for", f.read())
+            daemon.stop()
+
 
 def main():
     global ARGS

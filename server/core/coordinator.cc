@@ -611,14 +611,35 @@ void Coordinator::TickForTest() { Tick(); }
 
 void Coordinator::ControlLoop() {
   std::unique_lock<std::mutex> lock(mu_);
+  // The monotonic clock keeps counting while the process is stopped (SIGSTOP, a frozen VM).
+  auto last_tick = std::chrono::steady_clock::now();
   while (!shutdown_) {
     cv_.wait_for(lock, std::chrono::milliseconds(options_.tick_ms),
                  [this] { return wake_ || shutdown_; });
     if (shutdown_) break;
     wake_ = false;
     lock.unlock();
+    const auto now = std::chrono::steady_clock::now();
+    const int64_t gap_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick).count();
+    last_tick = now;
+    if (gap_ms > options_.heartbeat_interval_ms + options_.tick_ms) ForgiveSilence(gap_ms);
     Tick();
     lock.lock();
+  }
+}
+
+void Coordinator::ForgiveSilence(int64_t gap_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  spdlog::warn(
+      "matbertd did not run for {} ms (stopped or starved); the heartbeats ranks sent meanwhile "
+      "went unheard, so their silence counts from now",
+      gap_ms);
+  const int64_t now = Now();
+  for (const std::string& id : live_jobs_) {
+    LiveAttempt* live = jobs_.at(id).live.get();
+    if (live == nullptr) continue;
+    for (RankLive& rank : live->ranks) rank.last_heartbeat_ms = now;
   }
 }
 

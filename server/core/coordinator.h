@@ -145,6 +145,7 @@ class Coordinator {
   const CoordinatorOptions& options() const { return options_; }
   // For tests and benchmarks: run one control-loop pass now.
   void TickForTest();
+  void ForgiveSilenceForTest(int64_t gap_ms) { ForgiveSilence(gap_ms); }
 
  private:
   // What the coordinator knows of a rank of the live attempt, beside its WorkerProcess.
@@ -177,6 +178,10 @@ class Coordinator {
   absl::Status Recover();
   void ControlLoop();
   void Tick();
+  // The control loop did not run for `gap_ms` (matbertd stopped, frozen or starved): the ranks'
+  // heartbeats of that time went unheard through no fault of theirs, so their silence counts
+  // from now.
+  void ForgiveSilence(int64_t gap_ms);
   void PollAttempt(JobEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartAttempt(JobEntry& entry, const std::vector<int>& devices)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -325,6 +325,23 @@ TEST_F(CoordinatorTest, RanksHeldInTheExecutorsQueueAreNotSilent) {
   EXPECT_FALSE(executor_.signals.empty());
 }
 
+TEST_F(CoordinatorTest, SilenceWhileTheDaemonItselfDidNotRunIsForgiven) {
+  auto c = Open();
+  const std::string id = Submit(*c, {"job.max_restarts=0"});
+  c->TickForTest();
+  ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
+  executor_.status[100] = {ProcessStatus::kRunning, 0};
+  now_ms_ += 600'000;  // matbertd was stopped for ten minutes; the rank kept heartbeating
+  c->ForgiveSilenceForTest(600'000);
+  c->TickForTest();
+  EXPECT_TRUE(executor_.signals.empty()) << "the silence was matbertd's, not the rank's";
+  EXPECT_EQ(c->Get(id)->job.state, JobState::kRunning);
+  // From then on, silence counts as usual.
+  now_ms_ += 31'000;
+  c->TickForTest();
+  EXPECT_FALSE(executor_.signals.empty());
+}
+
 TEST_F(CoordinatorTest, QueueOrderAndBadSpecs) {
   auto c = Open(1);
   const std::string running = Submit(*c, {});
