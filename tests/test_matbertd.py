@@ -537,6 +537,73 @@ class DaemonRestartTest(unittest.TestCase):
                 self.assertIn("matbertd did not run for", f.read())
             daemon.stop()
 
+    def test_a_full_state_disk_fails_the_job_by_name_and_corrupts_nothing(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting the small tmpfs needs root (CI runs as root)")
+        with tempfile.TemporaryDirectory(prefix="matbertd_full_") as tmp:
+            state = os.path.join(tmp, "state")
+            os.makedirs(state)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", state], check=True)
+            daemon = Daemon(state, free_port())
+            try:
+                self.fill_the_disk_under_a_running_job(daemon, state)
+            finally:
+                daemon.stop()
+                subprocess.run(["umount", "-l", state])
+
+    def fill_the_disk_under_a_running_job(self, daemon, state):
+        daemon.start()
+        case = MatbertdTest()
+        job_id = case.submit(daemon, "training.steps=100000", "job.max_restarts=1",
+                             "checkpoint.every=20")
+        case.watch(daemon, job_id, until=lambda e: e.WhichOneof("event") == "checkpoint")
+        # Fill the filesystem while the rank trains towards its next checkpoint.
+        with open(os.path.join(state, "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        # The rank cannot write its next checkpoint, nor the retry its config: the job fails,
+        # naming the disk, and matbertd keeps answering while its database cannot grow. (The
+        # first rank waits up to a minute to deliver the reports matbertd could not store.)
+        for _ in range(2400):
+            job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id), timeout=10)
+            if job.state == v1["job"].JOB_STATE_FAILED:
+                break
+            time.sleep(0.1)
+        self.assertEqual(job.state, v1["job"].JOB_STATE_FAILED)
+        self.assertIn("No space left on device", job.failure)
+        self.assertEqual(len(job.attempts), 2)  # the retry found the disk still full
+        listed = daemon.jobs.ListJobs(v1["js"].ListJobsRequest(), timeout=10).jobs
+        self.assertEqual([j.id for j in listed], [job_id])
+        # Nothing half-written passes for a checkpoint: every one there is whole.
+        ckpts = os.path.join(job.run_dir, "checkpoints")
+        names = [n for n in os.listdir(ckpts) if not n.startswith(".")]
+        self.assertTrue(names)
+        for name in names:
+            r = subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "SHA256SUMS"],
+                               cwd=os.path.join(ckpts, name), capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, (name, r.stdout, r.stderr))
+        # With room again, the events that waited are stored, in order, and the watch ends.
+        os.remove(os.path.join(state, "filler"))
+        events = case.watch(daemon, job_id, timeout=60)
+        self.assertEqual(case.states(events)[-1], "JOB_STATE_FAILED")
+        self.assertEqual([e.seq for e in events], list(range(1, len(events) + 1)))
+        r = subprocess.run(["sqlite3", os.path.join(state, "matbert.db"), "PRAGMA integrity_check"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.stdout.strip(), "ok", r.stderr)
+        # A restarted daemon knows every event and the ending.
+        daemon.kill()
+        daemon.start()
+        again = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id), timeout=10)
+        self.assertEqual((again.state, again.failure), (v1["job"].JOB_STATE_FAILED, job.failure))
+        self.assertEqual(case.watch(daemon, job_id, timeout=30), events)
+        with open(os.path.join(state, "matbertd.out")) as f:
+            log = f.read()
+        self.assertIn(f"the filesystem of {state} is full", log)
+        self.assertIn("every waiting state and event is stored", log)
 
 def main():
     global ARGS

@@ -168,8 +168,8 @@ absl::StatusOr<JobView> Coordinator::Submit(const SubmitRequest& request) {
   RETURN_IF_ERROR(scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested}));
   JobEntry& entry = jobs_[job.id];
   entry.record = job;
-  AppendEvent(job.id, kStateEventKind,
-              EncodePayload(StateEvent{JobState::kQueued, 0, "submitted"}));
+  (void)AppendEvent(job.id, kStateEventKind,
+                    EncodePayload(StateEvent{JobState::kQueued, 0, "submitted"}));
   JobView view = ViewOf(entry);
   wake_ = true;
   Publish(lock);
@@ -297,7 +297,8 @@ absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& jo
   {
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(const JobEntry* entry, FindJob(job_id));
-    ended = IsFinal(entry->record.state);
+    // Its last events may still wait for room on the disk.
+    ended = IsFinal(entry->record.state) && !unstored_events_.contains(job_id);
   }
   // Read after looking at the state: a job that had ended has all its events stored.
   EventPage page;
@@ -312,19 +313,84 @@ void Coordinator::Publish(std::unique_lock<std::mutex>& lock) {
   events_.NotifyPending();
 }
 
-void Coordinator::AppendEvent(const std::string& job_id, const std::string& kind,
-                              const std::string& payload, const std::string& dedupe_key) {
-  absl::StatusOr<int64_t> seq = events_.Append(job_id, Now(), kind, payload, dedupe_key);
-  if (!seq.ok()) {
-    spdlog::error("cannot store an event of job {}: {}", job_id, seq.status().ToString());
+absl::Status Coordinator::AppendEvent(const std::string& job_id, const std::string& kind,
+                                      const std::string& payload, const std::string& dedupe_key) {
+  std::deque<UnstoredEvent>& waiting = unstored_events_[job_id];
+  absl::Status status = absl::OkStatus();
+  if (waiting.empty()) {
+    status = events_.Append(job_id, Now(), kind, payload, dedupe_key).status();
+    if (status.ok()) {
+      unstored_events_.erase(job_id);
+      if (IsFinal(jobs_.at(job_id).record.state)) events_.Close(job_id);
+      return status;
+    }
+    NoteStoreFailure(status);
+  } else {
+    status = absl::ResourceExhaustedError("earlier events of the job are not stored yet");
   }
-  if (IsFinal(jobs_.at(job_id).record.state)) events_.Close(job_id);
+  if (!dedupe_key.empty()) {
+    // A rank's report: refused, so that the rank keeps it and sends it again.
+    if (waiting.empty()) unstored_events_.erase(job_id);
+    return absl::UnavailableError(absl::StrCat("matbertd cannot store this report now (",
+                                               status.message(), "); send it again"));
+  }
+  // matbertd's own event: kept in order, and stored by the control loop once there is room.
+  waiting.push_back({Now(), kind, payload});
+  return absl::OkStatus();
 }
 
 void Coordinator::SaveJob(const JobRecord& job) {
   if (absl::Status s = store_->UpdateJob(job); !s.ok()) {
-    spdlog::error("cannot store job {}: {}", job.id, s.ToString());
+    NoteStoreFailure(s);
+    unsaved_jobs_.insert(job.id);
   }
+}
+
+void Coordinator::SaveAttempt(const AttemptRecord& attempt) {
+  if (absl::Status s = store_->PutAttempt(attempt); !s.ok()) {
+    NoteStoreFailure(s);
+    unsaved_jobs_.insert(attempt.job_id);
+  }
+}
+
+void Coordinator::NoteStoreFailure(const absl::Status& status) {
+  if (store_failing_) return;  // said once per outage
+  store_failing_ = true;
+  if (absl::IsResourceExhausted(status)) {
+    spdlog::error(
+        "the filesystem of {} is full ({}): job states and events wait in memory and are "
+        "stored once there is room; ranks' reports are refused until then; free space there "
+        "(runs/*/checkpoints hold the large files)",
+        options_.state_dir, std::string(status.message()));
+  } else {
+    spdlog::error("cannot write the job database: {}; retrying", status.ToString());
+  }
+}
+
+void Coordinator::StoreWhatWaits() {
+  if (unsaved_jobs_.empty() && unstored_events_.empty()) return;
+  for (auto it = unsaved_jobs_.begin(); it != unsaved_jobs_.end();) {
+    const JobEntry& entry = jobs_.at(*it);
+    absl::Status s = store_->UpdateJob(entry.record);
+    for (const AttemptRecord& a : entry.attempts) {
+      if (s.ok()) s = store_->PutAttempt(a);
+    }
+    if (s.ok() && entry.live) s = store_->PutAttempt(entry.live->record);
+    if (!s.ok()) return;
+    it = unsaved_jobs_.erase(it);
+  }
+  for (auto it = unstored_events_.begin(); it != unstored_events_.end();) {
+    std::deque<UnstoredEvent>& waiting = it->second;
+    while (!waiting.empty()) {
+      const UnstoredEvent& e = waiting.front();
+      if (!events_.Append(it->first, e.time_ms, e.kind, e.payload, "").ok()) return;
+      waiting.pop_front();
+    }
+    if (IsFinal(jobs_.at(it->first).record.state)) events_.Close(it->first);
+    it = unstored_events_.erase(it);
+  }
+  spdlog::info("the job database is writable again; every waiting state and event is stored");
+  store_failing_ = false;
 }
 
 void Coordinator::SetState(JobEntry& entry, JobState state, const std::string& reason) {
@@ -336,7 +402,8 @@ void Coordinator::SetState(JobEntry& entry, JobState state, const std::string& r
               "job {} ({}) {}{}{}", entry.record.id, entry.record.name, JobStateName(state),
               attempt > 0 ? absl::StrCat(", attempt ", attempt) : "",
               reason.empty() ? "" : absl::StrCat(": ", reason));
-  AppendEvent(entry.record.id, kStateEventKind, EncodePayload(StateEvent{state, attempt, reason}));
+  (void)AppendEvent(entry.record.id, kStateEventKind,
+                    EncodePayload(StateEvent{state, attempt, reason}));
 }
 
 // ---- attempts ------------------------------------------------------------------------
@@ -388,7 +455,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   }
   live->ranks.resize(live->record.workers.size());
   for (RankLive& rank : live->ranks) rank.last_heartbeat_ms = Now();
-  (void)store_->PutAttempt(live->record);
+  SaveAttempt(live->record);
   entry.live = std::move(live);
   live_jobs_.insert(job.id);
   SetState(
@@ -473,7 +540,7 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
       AttemptOutcome(job.cancel_requested, live->failure, live->record.run_end, job.step);
   live->record.state = outcome.state;
   live->record.reason = outcome.reason;
-  (void)store_->PutAttempt(live->record);
+  SaveAttempt(live->record);
   entry.attempts.push_back(live->record);
 
   const Verdict next = AfterAttempt(entry.attempts, job.max_restarts);
@@ -519,7 +586,7 @@ absl::StatusOr<int> Coordinator::Register(const WorkerKey& worker, int pid) {
                                [](const RankLive& r) { return r.registered; });
   if (all && !live->stopping && entry.record.state == JobState::kStarting) {
     live->record.state = JobState::kRunning;
-    (void)store_->PutAttempt(live->record);
+    SaveAttempt(live->record);
     SetState(entry, JobState::kRunning,
              live->ranks.size() == 1
                  ? std::string("the rank registered")
@@ -551,9 +618,15 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
   RETURN_IF_ERROR(LiveFor(worker).status());
   JobEntry& entry = jobs_.at(worker.job_id);
   JobRecord& job = entry.record;
+  absl::Status stored = absl::OkStatus();
   for (const MetricsRecord& record : records) {
-    AppendEvent(job.id, kMetricsEventKind, EncodePayload(MetricsEvent{worker.attempt, record}),
-                absl::StrCat("a", worker.attempt, "/", record.kind, "/", record.step));
+    if (absl::Status s = AppendEvent(
+            job.id, kMetricsEventKind, EncodePayload(MetricsEvent{worker.attempt, record}),
+            absl::StrCat("a", worker.attempt, "/", record.kind, "/", record.step));
+        !s.ok()) {
+      stored = s;  // the rank sends them all again; those stored are dropped as duplicates
+      break;
+    }
     if (record.kind == "train") {
       entry.latest_train = record.values;
       entry.latest_train["step"] = static_cast<double>(record.step);
@@ -569,7 +642,7 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
   }
   SaveJob(job);
   Publish(lock);
-  return absl::OkStatus();
+  return stored;
 }
 
 absl::Status Coordinator::AnnounceCheckpoint(const WorkerKey& worker, int64_t step,
@@ -580,11 +653,11 @@ absl::Status Coordinator::AnnounceCheckpoint(const WorkerKey& worker, int64_t st
   std::string relative = path;
   const std::string prefix = RunDir(worker.job_id) + "/";
   if (absl::StartsWith(relative, prefix)) relative = relative.substr(prefix.size());
-  AppendEvent(worker.job_id, kCheckpointEventKind,
-              EncodePayload(CheckpointEvent{worker.attempt, step, relative}),
-              absl::StrCat("a", worker.attempt, "/checkpoint/", step));
+  absl::Status stored = AppendEvent(worker.job_id, kCheckpointEventKind,
+                                    EncodePayload(CheckpointEvent{worker.attempt, step, relative}),
+                                    absl::StrCat("a", worker.attempt, "/checkpoint/", step));
   Publish(lock);
-  return absl::OkStatus();
+  return stored;
 }
 
 absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
@@ -600,7 +673,7 @@ absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
     // Stored at once: a restarted daemon that finds the rank gone must still know the run
     // finished.
     live->record.run_end = run_end;
-    (void)store_->PutAttempt(live->record);
+    SaveAttempt(live->record);
   }
   return absl::OkStatus();
 }
@@ -645,6 +718,7 @@ void Coordinator::ForgiveSilence(int64_t gap_ms) {
 
 void Coordinator::Tick() {
   std::unique_lock<std::mutex> lock(mu_);
+  StoreWhatWaits();
   // PollAttempt may finish an attempt, which leaves live_jobs_: iterate over a copy.
   const std::vector<std::string> live(live_jobs_.begin(), live_jobs_.end());
   for (const std::string& id : live) PollAttempt(jobs_.at(id));

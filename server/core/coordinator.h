@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -178,6 +179,17 @@ class Coordinator {
   absl::Status Recover();
   void ControlLoop();
   void Tick();
+  // Storing when the disk is full (or the database fails): matbertd's own writes wait in
+  // memory (unsaved_jobs_, unstored_events_) and the control loop stores them, in order, once
+  // it can (StoreWhatWaits); ranks' reports are refused meanwhile, so ranks keep and resend
+  // them. Nothing is acknowledged before it is stored.
+  void SaveAttempt(const AttemptRecord& attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteStoreFailure(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StoreWhatWaits() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  struct UnstoredEvent {
+    int64_t time_ms = 0;
+    std::string kind, payload;
+  };
   // The control loop did not run for `gap_ms` (matbertd stopped, frozen or starved): the ranks'
   // heartbeats of that time went unheard through no fault of theirs, so their silence counts
   // from now.
@@ -191,8 +203,11 @@ class Coordinator {
   void SetState(JobEntry& entry, JobState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveJob(const JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AppendEvent(const std::string& job_id, const std::string& kind, const std::string& payload,
-                   const std::string& dedupe_key = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores an event. matbertd's own (no dedupe key) always succeed, waiting in memory when
+  // the store cannot take them; a rank's report (dedupe key) is UNAVAILABLE then.
+  absl::Status AppendEvent(const std::string& job_id, const std::string& kind,
+                           const std::string& payload, const std::string& dedupe_key = "")
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<LiveAttempt*> LiveFor(const WorkerKey& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's entry; NOT_FOUND naming the id when there is none.
   absl::StatusOr<JobEntry*> FindJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -217,6 +232,9 @@ class Coordinator {
   int64_t next_order_ ABSL_GUARDED_BY(mu_) = 1;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> unsaved_jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::deque<UnstoredEvent>> unstored_events_ ABSL_GUARDED_BY(mu_);
+  bool store_failing_ ABSL_GUARDED_BY(mu_) = false;
   std::condition_variable cv_;
 
   std::thread control_;

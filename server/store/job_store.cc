@@ -96,8 +96,12 @@ class Statement {
     return text ? std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt_, col))
                 : std::string();
   }
+  // RESOURCE_EXHAUSTED when the disk is full (the caller may try again once there is room),
+  // INTERNAL otherwise.
   absl::Status Error(absl::string_view what) const {
-    return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db_)));
+    const std::string message = absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db_));
+    return rc_ == SQLITE_FULL ? absl::ResourceExhaustedError(message)
+                              : absl::InternalError(message);
   }
 
  private:
