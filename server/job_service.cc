@@ -99,7 +99,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request) {
   return StreamCall<v1::JobEvent>(
-      ctx, *auth_,
+      ctx, *auth_, &streams_,
       [coordinator = coordinator_, request = *request](const Principal& caller,
                                                        StreamWriter<v1::JobEvent>* writer) {
         const std::string& job_id = request.job_id();
@@ -156,7 +156,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
 grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
     grpc::CallbackServerContext* ctx, const v1::StreamLogsRequest* request) {
   return StreamCall<v1::LogBatch>(
-      ctx, *auth_,
+      ctx, *auth_, &streams_,
       [coordinator = coordinator_, request = *request](const Principal& caller,
                                                        StreamWriter<v1::LogBatch>* writer) {
         absl::StatusOr<JobView> view = JobFor(coordinator, caller, request.job_id());
@@ -209,7 +209,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListCheckpoints(grpc::CallbackServerCo
 grpc::ServerWriteReactor<v1::CheckpointChunk>* JobServiceImpl::DownloadCheckpoint(
     grpc::CallbackServerContext* ctx, const v1::DownloadCheckpointRequest* request) {
   return StreamCall<v1::CheckpointChunk>(
-      ctx, *auth_,
+      ctx, *auth_, &streams_,
       [coordinator = coordinator_, request = *request](const Principal& caller,
                                                        StreamWriter<v1::CheckpointChunk>* writer) {
         absl::StatusOr<JobView> view = JobFor(coordinator, caller, request.job_id());

@@ -5,14 +5,16 @@
 #include "matbert/v1/job_service.grpc.pb.h"
 #include "server/authenticator.h"
 #include "server/core/coordinator.h"
+#include "server/rpc_call.h"
 
 namespace matbert {
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  // `coordinator` and `auth` must outlive the service.
-  JobServiceImpl(Coordinator* coordinator, const Authenticator* auth)
-      : coordinator_(coordinator), auth_(auth) {}
+  // `coordinator` and `auth` must outlive the service. `max_streams`: WatchJob, StreamLogs
+  // and DownloadCheckpoint streams open at once; beyond, RESOURCE_EXHAUSTED.
+  JobServiceImpl(Coordinator* coordinator, const Authenticator* auth, int max_streams = 4096)
+      : coordinator_(coordinator), auth_(auth), streams_(max_streams) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* request,
@@ -38,6 +40,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
  private:
   Coordinator* const coordinator_;
   const Authenticator* const auth_;
+  StreamSlots streams_;
 };
 
 }  // namespace matbert

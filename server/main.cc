@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   std::string gpus = "auto";
   int cpu_slots = 0;
   int max_queued = 10000;
+  int max_streams = 4096;
   int grace_period = 30;
   int heartbeat_timeout = 30;
   std::string worker = DefaultWorkerPath();
@@ -90,6 +91,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--max-queued", max_queued, "Waiting jobs beyond which SubmitJob is refused")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-streams", max_streams,
+                 "WatchJob, StreamLogs and DownloadCheckpoint streams served at once; beyond, "
+                 "a new one is refused with RESOURCE_EXHAUSTED")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--grace-period", grace_period, "Seconds from SIGTERM to SIGKILL at cancel")
@@ -310,7 +316,7 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "matbertd: %s\n", coordinator.status().message());
     return 1;
   }
-  matbert::JobServiceImpl jobs(coordinator->get(), &auth);
+  matbert::JobServiceImpl jobs(coordinator->get(), &auth, max_streams);
   matbert::ClusterServiceImpl cluster(coordinator->get(), &auth);
   matbert::WorkerServiceImpl workers(coordinator->get(), &auth);
   grpc::EnableDefaultHealthCheckService(true);

@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -28,19 +29,44 @@ grpc::ServerUnaryReactor* UnaryCall(grpc::CallbackServerContext* ctx, const Auth
   return reactor;
 }
 
+// The server streams open at once, at most `max` (matbertd --max-streams): each holds a
+// thread while it follows a job, so beyond the limit a new one is RESOURCE_EXHAUSTED.
+class StreamSlots {
+ public:
+  explicit StreamSlots(int max) : max_(max) {}
+  bool TryAcquire() {
+    if (open_.fetch_add(1) < max_) return true;
+    open_.fetch_sub(1);
+    return false;
+  }
+  void Release() { open_.fetch_sub(1); }
+  int max() const { return max_; }
+
+ private:
+  const int max_;
+  std::atomic<int> open_{0};
+};
+
 // A server stream: body(const Principal&, StreamWriter<T>*) -> absl::Status, run on the
-// writer's thread once the caller is known.
+// writer's thread once the caller is known and a stream slot is free.
 template <typename T, typename Body>
 grpc::ServerWriteReactor<T>* StreamCall(grpc::CallbackServerContext* ctx, const Authenticator& auth,
-                                        Body body) {
+                                        StreamSlots* slots, Body body) {
   absl::StatusOr<Principal> caller = auth.Identify(ctx);
-  if (!caller.ok()) {
-    return StreamWriter<T>::Start(
-        [denied = ToGrpc(caller.status())](StreamWriter<T>*) { return denied; });
+  grpc::Status refused = ToGrpc(caller.status());
+  if (caller.ok() && !slots->TryAcquire()) {
+    refused = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                           "matbertd already serves " + std::to_string(slots->max()) +
+                               " streams (its --max-streams); try again when one has ended");
+  }
+  if (!refused.ok()) {
+    return StreamWriter<T>::Start([refused](StreamWriter<T>*) { return refused; });
   }
   return StreamWriter<T>::Start(
-      [body = std::move(body), caller = *std::move(caller)](StreamWriter<T>* writer) {
-        return ToGrpc(body(caller, writer));
+      [body = std::move(body), caller = *std::move(caller), slots](StreamWriter<T>* writer) {
+        grpc::Status status = ToGrpc(body(caller, writer));
+        slots->Release();
+        return status;
       });
 }
 

@@ -71,8 +71,8 @@ class MatbertdTest(unittest.TestCase):
     def cancel_quietly(self, daemon, job_id):
         try:
             daemon.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=job_id, force=True), timeout=10)
-        except grpc.RpcError:
-            pass  # it has ended
+        except (grpc.RpcError, ValueError):
+            pass  # it has ended, or the daemon is gone (its channel closed)
 
     def states(self, events):
         return [v1["job"].JobState.Name(e.state_change.state) for e in events
@@ -509,6 +509,37 @@ class DaemonRestartTest(unittest.TestCase):
             job = daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id))
             self.assertIn("rank 1 sent no heartbeat for 3 s", job.failure)
             self.assertEqual(job_processes(job_id), [])
+            daemon.stop()
+
+    def test_streams_past_the_limit_are_resource_exhausted_and_slots_come_back(self):
+        with tempfile.TemporaryDirectory(prefix="matbertd_streams_") as tmp:
+            daemon = Daemon(os.path.join(tmp, "state"), free_port(), "--max-streams", "2").start()
+            case = MatbertdTest()
+            job_id = case.submit(daemon, "training.steps=100000")
+            self.addCleanup(case.cancel_quietly, daemon, job_id)
+            streams = [daemon.jobs.WatchJob(v1["js"].WatchJobRequest(job_id=job_id), timeout=60)
+                       for _ in range(2)]
+            for stream in streams:
+                next(stream)  # each is open and being served
+            with self.assertRaises(grpc.RpcError) as e:
+                list(daemon.jobs.StreamLogs(v1["js"].StreamLogsRequest(job_id=job_id), timeout=10))
+            self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("matbertd already serves 2 streams (its --max-streams)",
+                          e.exception.details())
+            streams[0].cancel()
+            for _ in range(50):  # the slot comes back once the server sees the cancel
+                try:
+                    list(daemon.jobs.StreamLogs(v1["js"].StreamLogsRequest(job_id=job_id),
+                                                timeout=10))
+                    break
+                except grpc.RpcError as err:
+                    self.assertEqual(err.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                    time.sleep(0.2)
+            else:
+                self.fail("the cancelled stream's slot never came back")
+            streams[1].cancel()
+            case.cancel_quietly(daemon, job_id)
+            case.watch(daemon, job_id)  # until CANCELLED: no rank outlives the test
             daemon.stop()
 
     def test_a_stopped_daemon_fails_no_healthy_job_and_loses_no_event(self):
