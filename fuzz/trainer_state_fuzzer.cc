@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -16,7 +17,10 @@
 namespace {
 
 std::string ScratchDir() {
-  char dir[] = "/tmp/trainer_state_fuzzer.XXXXXX";
+  // In memory where there is a tmpfs: the file is rewritten for every input.
+  char dir[] = "/dev/shm/trainer_state_fuzzer.XXXXXX";
+  if (mkdtemp(dir) != nullptr) return dir;
+  std::strcpy(dir, "/tmp/trainer_state_fuzzer.XXXXXX");
   if (mkdtemp(dir) == nullptr) std::abort();
   return dir;
 }
