@@ -9,17 +9,13 @@ the RUNNING event (every rank registered over gRPC) against the job's submit tim
 """
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import grpc
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from matbertd_common import ROOT, generate_stubs, start_daemon
 
 
 def ms(ts):
@@ -35,21 +31,9 @@ def main():
     p.add_argument("--watchers", type=int, default=100)
     a = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="matbertd_bench_")
-    subprocess.run(["protoc", f"-I{ROOT}/proto", f"--python_out={tmp}", f"--grpc_python_out={tmp}",
-                    "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
-                    *[f"{ROOT}/proto/matbert/v1/{f}" for f in os.listdir(f"{ROOT}/proto/matbert/v1")]],
-                   check=True)
-    sys.path.insert(0, tmp)
+    generate_stubs(tmp)
     from matbert.v1 import job_service_pb2 as js, job_service_pb2_grpc as jsg, job_pb2
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(os.path.join(tmp, "matbertd.out"), "wb")
-    daemon = subprocess.Popen([a.daemon, "--listen", f"127.0.0.1:{port}", "--state-dir",
-                               os.path.join(tmp, "state"), "--gpus", "none", "--cpu-slots", "1",
-                               "--worker", a.worker, "--max-queued", str(a.queued + 10)],
-                              stdout=log, stderr=subprocess.STDOUT)
+    daemon, port = start_daemon(a.daemon, a.worker, tmp, "--max-queued", str(a.queued + 10))
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     grpc.channel_ready_future(channel).result(timeout=10)
     jobs = jsg.JobServiceStub(channel)

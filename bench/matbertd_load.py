@@ -16,16 +16,13 @@ import asyncio
 import collections
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 import grpc
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from matbertd_common import ROOT, generate_stubs, start_daemon
 
 TINY = ["model.hidden_size=32", "model.num_hidden_layers=2", "model.num_attention_heads=2",
         "model.intermediate_size=64", "matrix.m=6", "matrix.n=6", "matrix.r=2",
@@ -148,21 +145,10 @@ def main():
     p.add_argument("--max-queued", type=int, default=2000)
     a = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="matbertd_load_")
-    subprocess.run(["protoc", f"-I{ROOT}/proto", f"--python_out={tmp}", f"--grpc_python_out={tmp}",
-                    "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
-                    *[f"{ROOT}/proto/matbert/v1/{f}" for f in os.listdir(f"{ROOT}/proto/matbert/v1")]],
-                   check=True)
-    sys.path.insert(0, tmp)
+    generate_stubs(tmp)
     from matbert.v1 import job_service_pb2 as js, job_service_pb2_grpc as jsg
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(os.path.join(tmp, "matbertd.out"), "wb")
-    daemon = subprocess.Popen([a.daemon, "--listen", f"127.0.0.1:{port}", "--state-dir",
-                               os.path.join(tmp, "state"), "--gpus", "none", "--cpu-slots", "1",
-                               "--worker", a.worker, "--max-queued", str(a.max_queued),
-                               "--log-level", "warn"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    daemon, port = start_daemon(a.daemon, a.worker, tmp, "--max-queued", str(a.max_queued),
+                                "--log-level", "warn")
     try:
         code = asyncio.run(run(a, js, jsg, port, daemon))
     finally:
