@@ -139,10 +139,19 @@ class CompleteTest(unittest.TestCase):
         missing = np.isnan(matrix)
         np.testing.assert_array_equal(outputs[True][~missing], matrix[~missing])
         self.assertTrue((outputs[True][missing] != outputs[False][missing]).all())
-        # A checkpoint without an average says so.
+        # A checkpoint whose average went missing is damaged, and says which file.
         bare = os.path.join(self.root, "bare_checkpoint")
         shutil.copytree(self.checkpoint, bare)
         os.remove(os.path.join(bare, "model_ema.safetensors"))
+        r = complete("--checkpoint", bare, path, "--ema", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"{bare}/model_ema.safetensors is missing (SHA256SUMS lists it)", r.stderr)
+        # One written without an average (its SHA256SUMS does not list one) says it has none.
+        sums = os.path.join(bare, "SHA256SUMS")
+        with open(sums) as f:
+            lines = [l for l in f if not l.rstrip().endswith("  model_ema.safetensors")]
+        with open(sums, "w") as f:
+            f.writelines(lines)
         r = complete("--checkpoint", bare, path, "--ema", check=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(f"checkpoint {bare} has no model_ema.safetensors", r.stderr)
