@@ -201,6 +201,8 @@ const std::vector<KeyDef>& Keys() {
         Float("training", "min_lr_ratio", &J::training, &TrainingSection::min_lr_ratio, 0, 1),
         Float("training", "clip_grad_norm", &J::training, &TrainingSection::clip_grad_norm, 0, 1e6),
         Float("training", "ema_decay", &J::training, &TrainingSection::ema_decay, 0, 0.999999),
+        Bool("training", "gradient_checkpointing", &J::training,
+             &TrainingSection::gradient_checkpointing),
         String("training", "mixed_precision", &J::training, &TrainingSection::mixed_precision,
                {"auto", "no", "bf16"}),
         Int("training", "seed", &J::training, &TrainingSection::seed, 0, 9.2e18),

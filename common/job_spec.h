@@ -84,6 +84,7 @@ struct TrainingSection {
   double min_lr_ratio = 0.0;             // floor of linear/cosine decay, as a fraction of lr
   double clip_grad_norm = 1.0;           // 0 = no clipping
   double ema_decay = 0;                  // moving average of the weights; 0 = none
+  bool gradient_checkpointing = false;   // keep only each layer's input; recompute in backward
   std::string mixed_precision = "auto";  // "auto" (bf16 on CUDA) | "no" | "bf16"
   int64_t seed = 0;
   int64_t log_every = 10;

@@ -1,9 +1,12 @@
 #include "worker/train/bert_model.h"
 
+#include <ATen/Context.h>
+#include <torch/autograd.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/init.h>
 
 #include <cmath>
+#include <mutex>
 
 #include "worker/train/torch_compat.h"
 
@@ -17,6 +20,7 @@ BertOptions BertOptions::FromSpec(const JobSpec& spec) {
   o.m = spec.matrix.m;
   o.n = spec.matrix.n;
   o.row_sep = spec.matrix.row_sep;
+  o.gradient_checkpointing = spec.training.gradient_checkpointing;
   return o;
 }
 
@@ -173,6 +177,55 @@ void BertForMatrixRegressionImpl::InitWeights() {
   word_->weight[0].zero_();
 }
 
+namespace {
+
+// Gradient checkpointing of one encoder layer: forward runs without recording a graph and
+// keeps only the layer's input and the random generator's state; backward restores that
+// state, runs the layer's forward again with a graph (so dropout draws the same masks) and
+// back-propagates through it, which also accumulates the layer's parameter gradients.
+class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               int64_t batch, int64_t layer) {
+    at::Generator generator = at::globalContext().defaultGenerator(x.device());
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      ctx->saved_data["rng"] = generator.get_state();
+    }
+    ctx->saved_data["batch"] = batch;
+    ctx->saved_data["layer"] = layer;
+    ctx->save_for_backward({x});
+    torch::NoGradGuard no_grad;
+    return reinterpret_cast<BertLayerImpl*>(layer)->forward(x, batch);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    torch::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    auto* layer = reinterpret_cast<BertLayerImpl*>(ctx->saved_data["layer"].toInt());
+    at::Generator generator = at::globalContext().defaultGenerator(x.device());
+    torch::Tensor resume;  // the generator's state now, put back after the recomputation
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      resume = generator.get_state();
+      generator.set_state(ctx->saved_data["rng"].toTensor());
+    }
+    torch::Tensor out;
+    {
+      torch::AutoGradMode grad(true);
+      out = layer->forward(x, ctx->saved_data["batch"].toInt());
+    }
+    {
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(resume);
+    }
+    torch::autograd::backward({out}, {grad_outputs[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor BertForMatrixRegressionImpl::Encode(const torch::Tensor& input_ids) {
   const int64_t l = input_ids.size(1);
   auto positions = torch::arange(l, input_ids.options());
@@ -184,7 +237,13 @@ torch::Tensor BertForMatrixRegressionImpl::Encode(const torch::Tensor& input_ids
   // Activations stay 2-D, (B*L, H), so every Linear is one GEMM with its bias fused in.
   const int64_t b = input_ids.size(0);
   x = embeddings_dropout_(embeddings_ln_(x)).view({b * l, options_.model.hidden_size});
-  for (const auto& layer : *layers_) x = layer->as<BertLayer>()->forward(x, b);
+  const bool recompute =
+      options_.gradient_checkpointing && is_training() && torch::GradMode::is_enabled();
+  for (const auto& layer : *layers_) {
+    BertLayerImpl* impl = layer->as<BertLayer>();
+    x = recompute ? RecomputedLayer::apply(x, b, reinterpret_cast<int64_t>(impl))
+                  : impl->forward(x, b);
+  }
   if (options_.pre_layer_norm()) x = final_ln_(x);
   return x.view({b, l, options_.model.hidden_size});  // (B, L, H)
 }

@@ -25,6 +25,9 @@ struct BertOptions {
   int64_t vocab_size = 805;
   int m = 20, n = 20;  // matrix shape, for the row/column ids
   bool row_sep = false;
+  // training.gradient_checkpointing: in training, each layer keeps only its input and runs its
+  // forward again during backward (with the same dropout draws), trading compute for memory.
+  bool gradient_checkpointing = false;
 
   // "pre": LayerNorm before each sublayer, plus a final one.
   bool pre_layer_norm() const { return model.layer_norm_position == "pre"; }
