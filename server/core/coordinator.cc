@@ -315,27 +315,25 @@ void Coordinator::Publish(std::unique_lock<std::mutex>& lock) {
 
 absl::Status Coordinator::AppendEvent(const std::string& job_id, const std::string& kind,
                                       const std::string& payload, const std::string& dedupe_key) {
-  std::deque<UnstoredEvent>& waiting = unstored_events_[job_id];
-  absl::Status status = absl::OkStatus();
-  if (waiting.empty()) {
+  // Usually nothing waits: the event is stored at once, and no waiting entry is made.
+  const bool behind = unstored_events_.contains(job_id);
+  absl::Status status =
+      absl::ResourceExhaustedError("earlier events of the job are not stored yet");
+  if (!behind) {
     status = events_.Append(job_id, Now(), kind, payload, dedupe_key).status();
     if (status.ok()) {
-      unstored_events_.erase(job_id);
       if (IsFinal(jobs_.at(job_id).record.state)) events_.Close(job_id);
       return status;
     }
     NoteStoreFailure(status);
-  } else {
-    status = absl::ResourceExhaustedError("earlier events of the job are not stored yet");
   }
   if (!dedupe_key.empty()) {
     // A rank's report: refused, so that the rank keeps it and sends it again.
-    if (waiting.empty()) unstored_events_.erase(job_id);
     return absl::UnavailableError(absl::StrCat("matbertd cannot store this report now (",
                                                status.message(), "); send it again"));
   }
   // matbertd's own event: kept in order, and stored by the control loop once there is room.
-  waiting.push_back({Now(), kind, payload});
+  unstored_events_[job_id].push_back({Now(), kind, payload});
   return absl::OkStatus();
 }
 
