@@ -178,7 +178,9 @@ const std::vector<KeyDef>& Keys() {
         Float("matrix", "mask_random_prob", &J::matrix, &MatrixSection::mask_random_prob, 0, 1),
         Float("matrix", "mask_keep_prob", &J::matrix, &MatrixSection::mask_keep_prob, 0, 1),
         Bool("matrix", "loss_masked_only", &J::matrix, &MatrixSection::loss_masked_only),
-        String("matrix", "objective", &J::matrix, &MatrixSection::objective, {"mlm", "diffusion"}),
+        String("matrix", "objective", &J::matrix, &MatrixSection::objective,
+               {"mlm", "diffusion", "hybrid"}),
+        Float("matrix", "causal_fraction", &J::matrix, &MatrixSection::causal_fraction, 0, 1),
         String("matrix", "dataset", &J::matrix, &MatrixSection::dataset),
 
         Int("training", "steps", &J::training, &TrainingSection::steps, 1, kBig),

@@ -59,9 +59,13 @@ struct MatrixSection {
   double mask_keep_prob = 0.1;         // "bert": of the masked, left unchanged
   bool loss_masked_only = true;        // loss on masked entries only (else all entries)
   // "mlm": mask_prob (or its schedule) for every matrix; "diffusion": masked diffusion, a
-  // ratio t per matrix and its masked entries weighted 1/t (loss on masked entries only).
+  // ratio t per matrix and its masked entries weighted 1/t (loss on masked entries only);
+  // "hybrid": a causal_fraction of the training matrices read causally (each position
+  // attends to itself and earlier ones, nothing masked) and predict the next entry at every
+  // position, the rest as "mlm" (GPT-BERT).
   std::string objective = "mlm";
-  std::string dataset;  // offline dataset directory; empty = online generation
+  double causal_fraction = 0.25;  // "hybrid": the fraction of matrices trained causally
+  std::string dataset;            // offline dataset directory; empty = online generation
 };
 
 struct TrainingSection {

@@ -76,9 +76,11 @@ class TrainTest(unittest.TestCase):
                 ran = records(run, "summary")[-1]["libtorch"]
                 self.assertEqual(".".join(ran.split(".")[:2]), want_line, run)
 
-    def test_lamb_muon_and_masked_diffusion_resume_exactly(self):
+    def test_lamb_muon_masked_diffusion_and_hybrid_resume_exactly(self):
         for variant in (["--matrix.objective", "diffusion"], ["--training.optimizer", "lamb"],
-                        ["--training.optimizer", "muon"]):
+                        ["--training.optimizer", "muon"],
+                        ["--matrix.objective", "hybrid", "--matrix.causal_fraction", "0.5",
+                         "--training.gradient_checkpointing", "true"]):
             name = variant[1]
             straight = os.path.join(self.root, name + "-straight")
             resumed = os.path.join(self.root, name + "-resumed")

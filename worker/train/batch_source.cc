@@ -32,6 +32,7 @@ CollatorOptions CollatorFor(const JobSpec& spec, uint64_t mask_use) {
   c.schedule_steps = scheduled ? spec.training.steps : 1;
   c.bert_masking = m.mask_strategy == "bert";
   c.diffusion = m.objective == "diffusion";
+  c.causal_fraction = m.objective == "hybrid" ? m.causal_fraction : 0;
   c.random_prob = m.mask_random_prob;
   c.keep_prob = m.mask_keep_prob;
   c.loss_masked_only = spec.matrix.loss_masked_only;

@@ -62,7 +62,8 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
   value_ = register_module("value", torch::nn::Linear(o.model.hidden_size, o.model.hidden_size));
 }
 
-torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, int64_t batch) {
+torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, int64_t batch,
+                                             const torch::Tensor& allowed) {
   const int64_t n = x.size(0), h = x.size(1), l = n / batch, d = h / heads_;
   // One GEMM for Q, K and V (the parameters stay separate, under their HF names).
   torch::Tensor weight = torch::cat({query_->weight, key_->weight, value_->weight});  // (3H, H)
@@ -71,8 +72,8 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, int64_t bat
   auto head = [&](int64_t i) {                            // (B*L, 3H) -> (B, heads, L, d)
     return qkv.slice(1, i * h, (i + 1) * h).view({batch, l, heads_, d}).transpose(1, 2);
   };
-  torch::Tensor ctx =
-      compat::ScaledDotProductAttention(head(0), head(1), head(2), is_training() ? dropout_ : 0.0);
+  torch::Tensor ctx = compat::ScaledDotProductAttention(head(0), head(1), head(2),
+                                                        is_training() ? dropout_ : 0.0, allowed);
   return ctx.transpose(1, 2).reshape({n, h});  // (B*L, H)
 }
 
@@ -98,7 +99,7 @@ BertLayerImpl::BertLayerImpl(const BertOptions& o) : pre_ln_(o.pre_layer_norm())
       register_module("output", BertResidual(o.model.intermediate_size, o.model.hidden_size, o));
 }
 
-torch::Tensor BertLayerImpl::forward(torch::Tensor x, int64_t batch) {
+torch::Tensor BertLayerImpl::forward(torch::Tensor x, int64_t batch, const torch::Tensor& allowed) {
   BertResidualImpl& attn_out = *attention_->output;
   BertResidualImpl& mlp_out = *output_;
   auto mlp = [&](const torch::Tensor& t) {
@@ -106,11 +107,13 @@ torch::Tensor BertLayerImpl::forward(torch::Tensor x, int64_t batch) {
   };
   if (pre_ln_) {
     // x + Attn(LN(x)), then x + MLP(LN(x)); the LayerNorms keep their HF names.
-    x = x + attn_out.dropout(attn_out.dense(attention_->self(attn_out.layer_norm(x), batch)));
+    x = x +
+        attn_out.dropout(attn_out.dense(attention_->self(attn_out.layer_norm(x), batch, allowed)));
     return x + mlp(mlp_out.layer_norm(x));
   }
   // Post-LN (BERT): LN(x + Attn(x)), then LN(x + MLP(x)).
-  x = attn_out.layer_norm(x + attn_out.dropout(attn_out.dense(attention_->self(x, batch))));
+  x = attn_out.layer_norm(x +
+                          attn_out.dropout(attn_out.dense(attention_->self(x, batch, allowed))));
   return mlp_out.layer_norm(x + mlp(x));
 }
 
@@ -186,7 +189,7 @@ namespace {
 class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
-                               int64_t batch, int64_t layer) {
+                               const torch::Tensor* allowed, int64_t batch, int64_t layer) {
     at::Generator generator = at::globalContext().defaultGenerator(x.device());
     {
       std::lock_guard<std::mutex> lock(generator.mutex());
@@ -194,9 +197,11 @@ class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
     }
     ctx->saved_data["batch"] = batch;
     ctx->saved_data["layer"] = layer;
+    // The attention mask goes by pointer: autograd's apply() takes no undefined tensors.
+    if (allowed->defined()) ctx->saved_data["allowed"] = *allowed;
     ctx->save_for_backward({x});
     torch::NoGradGuard no_grad;
-    return reinterpret_cast<BertLayerImpl*>(layer)->forward(x, batch);
+    return reinterpret_cast<BertLayerImpl*>(layer)->forward(x, batch, *allowed);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -213,21 +218,33 @@ class RecomputedLayer : public torch::autograd::Function<RecomputedLayer> {
     torch::Tensor out;
     {
       torch::AutoGradMode grad(true);
-      out = layer->forward(x, ctx->saved_data["batch"].toInt());
+      const auto allowed = ctx->saved_data.find("allowed");
+      out = layer->forward(
+          x, ctx->saved_data["batch"].toInt(),
+          allowed == ctx->saved_data.end() ? torch::Tensor() : allowed->second.toTensor());
     }
     {
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(resume);
     }
     torch::autograd::backward({out}, {grad_outputs[0]});
-    return {x.grad(), torch::Tensor(), torch::Tensor()};
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
-torch::Tensor BertForMatrixRegressionImpl::Encode(const torch::Tensor& input_ids) {
+torch::Tensor BertForMatrixRegressionImpl::Encode(const torch::Tensor& input_ids,
+                                                  const torch::Tensor& causal) {
   const int64_t l = input_ids.size(1);
+  // Which keys each query may attend to: all of them, except those after it in a causal
+  // sequence. Undefined (no mask at all, the fast path) when no sequence is causal.
+  torch::Tensor allowed;
+  if (causal.defined() && causal.any().item<bool>()) {
+    torch::Tensor later =  // (L, L): the key comes after the query
+        torch::ones({l, l}, input_ids.options().dtype(torch::kBool)).triu(1);
+    allowed = (causal.to(input_ids.device()).view({-1, 1, 1, 1}) & later).logical_not();
+  }
   auto positions = torch::arange(l, input_ids.options());
   torch::Tensor x = word_(input_ids) + position_(positions) +
                     token_type_->weight[0];  // token type 0 everywhere; (B, L, H)
@@ -241,15 +258,16 @@ torch::Tensor BertForMatrixRegressionImpl::Encode(const torch::Tensor& input_ids
       options_.gradient_checkpointing && is_training() && torch::GradMode::is_enabled();
   for (const auto& layer : *layers_) {
     BertLayerImpl* impl = layer->as<BertLayer>();
-    x = recompute ? RecomputedLayer::apply(x, b, reinterpret_cast<int64_t>(impl))
-                  : impl->forward(x, b);
+    x = recompute ? RecomputedLayer::apply(x, &allowed, b, reinterpret_cast<int64_t>(impl))
+                  : impl->forward(x, b, allowed);
   }
   if (options_.pre_layer_norm()) x = final_ln_(x);
   return x.view({b, l, options_.model.hidden_size});  // (B, L, H)
 }
 
-torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_ids) {
-  return regressor_(Encode(input_ids));  // (B, L, H) -> (B, L, 1)
+torch::Tensor BertForMatrixRegressionImpl::forward(const torch::Tensor& input_ids,
+                                                   const torch::Tensor& causal) {
+  return regressor_(Encode(input_ids, causal));  // (B, L, H) -> (B, L, 1)
 }
 
 torch::Tensor MaskedSquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& labels,

@@ -45,8 +45,9 @@ struct BertOptions {
 class BertSelfAttentionImpl : public torch::nn::Module {
  public:
   explicit BertSelfAttentionImpl(const BertOptions& o);
-  // x (B*L, H) for `batch` sequences -> (B*L, H)
-  torch::Tensor forward(const torch::Tensor& x, int64_t batch);
+  // x (B*L, H) for `batch` sequences -> (B*L, H). `allowed` (B, 1, L, L) bool, when defined:
+  // which keys each query may attend to (false above the diagonal for causal sequences).
+  torch::Tensor forward(const torch::Tensor& x, int64_t batch, const torch::Tensor& allowed = {});
 
  private:
   int64_t heads_;
@@ -76,7 +77,8 @@ TORCH_MODULE(BertAttention);
 class BertLayerImpl : public torch::nn::Module {
  public:
   explicit BertLayerImpl(const BertOptions& o);
-  torch::Tensor forward(torch::Tensor x, int64_t batch);  // (B*L, H) -> (B*L, H)
+  // (B*L, H) -> (B*L, H); `allowed` as for BertSelfAttention.
+  torch::Tensor forward(torch::Tensor x, int64_t batch, const torch::Tensor& allowed = {});
 
  private:
   bool pre_ln_;
@@ -91,10 +93,12 @@ class BertForMatrixRegressionImpl : public torch::nn::Module {
   explicit BertForMatrixRegressionImpl(const BertOptions& o);
 
   // input_ids (B, L) int64 -> the encoder's last hidden states (B, L, H), what HuggingFace's
-  // BertModel returns as last_hidden_state for the same weights.
-  torch::Tensor Encode(const torch::Tensor& input_ids);
+  // BertModel returns as last_hidden_state for the same weights. `causal` (B,) bool, when
+  // defined, marks the sequences whose positions attend only to themselves and earlier ones
+  // (matrix.objective = "hybrid"); the others attend both ways.
+  torch::Tensor Encode(const torch::Tensor& input_ids, const torch::Tensor& causal = {});
   // input_ids (B, L) int64 -> logits (B, L, 1): the regressor over Encode's output.
-  torch::Tensor forward(const torch::Tensor& input_ids);
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& causal = {});
 
   const BertOptions& options() const { return options_; }
 

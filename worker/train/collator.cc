@@ -27,7 +27,9 @@ TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const
   batch.masked = torch::zeros({b, l}, torch::kBool);
   batch.values = torch::empty({b, l}, torch::kFloat64);
   batch.loss_weights = torch::zeros({b, l}, torch::kFloat32);
+  batch.causal = torch::zeros({b}, torch::kBool);
   float* weights = batch.loss_weights.data_ptr<float>();
+  bool* causal = batch.causal.data_ptr<bool>();
   const bool diffusion = options_.diffusion && step > 0;
   int64_t labelled = 0, entries = 0;
   batch.attention_mask = torch::ones({b, l}, torch::kInt64);
@@ -39,6 +41,19 @@ TrainBatch MatrixCollator::Collate(std::span<const int32_t> ids, std::span<const
   const int64_t n_bins = tokenizer_.n_bins();
   for (int64_t row = 0; row < b; ++row) {
     RandomStream rng(options_.seed, keys[row]);
+    if (step > 0 && options_.causal_fraction > 0 && rng.NextUniform() < options_.causal_fraction) {
+      causal[row] = true;
+      for (int64_t j = 0; j < l; ++j) {
+        const int64_t at = row * l + j;
+        out_ids[at] = ids[at];
+        out_values[at] = values[at];
+        const bool next_is_entry = j + 1 < l && tokenizer_.IsBinId(ids[at + 1]);
+        labels[at] = next_is_entry ? static_cast<float>(values[at + 1]) : kNaN;
+        if (next_is_entry) weights[at] = 1.0f, ++labelled;
+        if (tokenizer_.IsBinId(ids[at])) ++entries;
+      }
+      continue;
+    }
     // Masked diffusion: this matrix's ratio, kept away from 0 so that 1/t stays bounded.
     const double ratio = diffusion ? 1e-3 + (1 - 1e-3) * rng.NextUniform() : mask_prob;
     for (int64_t j = 0; j < l; ++j) {

@@ -20,6 +20,7 @@ struct TrainBatch {
   torch::Tensor masked;          // (B, L) bool, true at masked entries
   torch::Tensor values;          // (B, L) float64, the true values, NaN at special tokens
   torch::Tensor loss_weights;    // (B, L) float32: each labelled position's weight in the loss
+  torch::Tensor causal;          // (B,) bool: read causally, labelled with the next entry
   double loss_denominator = 0;   // what the weighted squared errors are divided by
   int64_t first_key = 0;         // key of the batch's first sample (for checks)
 };
@@ -38,6 +39,11 @@ struct CollatorOptions {
   // (0, 1], its masked entries weigh 1/t, and the loss is divided by all entries: an
   // unbiased estimate of the error over every entry. Evaluation masks at mask_prob.
   bool diffusion = false;
+  // Hybrid (training steps only): each matrix is read causally with this probability. A
+  // causal matrix masks nothing; position p is labelled with the value of the entry at p+1
+  // (NaN where p+1 is not an entry), so [CLS] predicts the first entry and the last entry
+  // nothing. Evaluation reads every matrix both ways, as for "mlm".
+  double causal_fraction = 0;
   uint64_t seed = 0;  // of the masking streams
 };
 

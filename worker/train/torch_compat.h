@@ -8,6 +8,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <limits>
 #include <tuple>
 
 namespace matbert::compat {
@@ -16,14 +17,21 @@ namespace matbert::compat {
 // records it, so a run says which trainer build produced it.
 inline const char* LibTorchVersion() { return TORCH_VERSION; }
 
-// softmax(q kᵀ / sqrt(d)) v over (B, heads, L, d) tensors, with attention dropout.
+// softmax(q kᵀ / sqrt(d)) v over (B, heads, L, d) tensors, with attention dropout; where
+// `allowed` (broadcast to (B, heads, L, L), bool) is defined, a query attends only to the keys
+// it marks true.
 inline at::Tensor ScaledDotProductAttention(const at::Tensor& q, const at::Tensor& k,
-                                            const at::Tensor& v, double dropout_p) {
+                                            const at::Tensor& v, double dropout_p,
+                                            const at::Tensor& allowed = {}) {
 #if TORCH_VERSION_MAJOR >= 2
-  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, dropout_p);
+  return at::scaled_dot_product_attention(
+      q, k, v, allowed.defined() ? c10::optional<at::Tensor>(allowed) : c10::nullopt, dropout_p);
 #else
-  at::Tensor probs =
-      at::softmax(at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1))), -1);
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+  if (allowed.defined()) {
+    scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  at::Tensor probs = at::softmax(scores, -1);
   if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
   return at::matmul(probs, v);
 #endif

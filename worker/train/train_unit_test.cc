@@ -208,6 +208,96 @@ TEST(CollatorTest, DiffusionDrawsARatioPerMatrixAndWeighsItsMasksByItsInverse) {
                            torch::ones({eval[0].masked.sum().item<int64_t>()})));
 }
 
+TEST(CollatorTest, HybridReadsAFractionCausallyLabelledWithTheNextEntry) {
+  JobSpec spec = SmallSpec();  // 10x10 with row separators: [ROW_SEP] predicts the next row
+  spec.matrix.objective = "hybrid";
+  spec.matrix.causal_fraction = 0.5;
+  spec.matrix.loss_masked_only = true;
+  auto batch = (*MakeBatchSource(spec, 0, 1))->Get({1, 0});
+  ASSERT_TRUE(batch.ok());
+  const int64_t b = batch->input_ids.size(0), l = batch->input_ids.size(1);
+  const auto ids = batch->input_ids.accessor<int64_t, 2>();
+  const auto labels = batch->labels.accessor<float, 2>();
+  const auto values = batch->values.accessor<double, 2>();
+  const auto masked = batch->masked.accessor<bool, 2>();
+  const auto weights = batch->loss_weights.accessor<float, 2>();
+  const auto causal = batch->causal.accessor<bool, 1>();
+  int64_t causal_rows = 0, labelled = 0;
+  double masks = 0;
+  for (int64_t i = 0; i < b; ++i) {
+    int64_t row_labels = 0;
+    for (int64_t j = 0; j < l; ++j) {
+      if (!std::isnan(labels[i][j])) {
+        ++row_labels;
+        EXPECT_EQ(weights[i][j], 1.0f);
+      }
+      if (!causal[i]) continue;
+      EXPECT_FALSE(masked[i][j]);
+      EXPECT_NE(ids[i][j], MatrixTokenizer::kMaskId);
+      const bool next_is_entry = j + 1 < l && !std::isnan(values[i][j + 1]);
+      if (next_is_entry) {
+        EXPECT_EQ(labels[i][j], static_cast<float>(values[i][j + 1])) << i << "," << j;
+      } else {
+        EXPECT_TRUE(std::isnan(labels[i][j])) << i << "," << j;
+      }
+    }
+    if (causal[i]) {
+      ++causal_rows;
+      EXPECT_EQ(row_labels, 100);              // every entry, predicted from the position before it
+      EXPECT_FALSE(std::isnan(labels[i][0]));  // [CLS] predicts the first entry
+    } else {
+      masks += row_labels;  // masked entries only, as "mlm" with loss_masked_only
+    }
+    labelled += row_labels;
+  }
+  // 64 fair draws: 32 ± 4 causal rows; the others mask 30% of their 100 entries.
+  EXPECT_GT(causal_rows, 16);
+  EXPECT_LT(causal_rows, 48);
+  EXPECT_NEAR(masks / (100.0 * (b - causal_rows)), 0.3, 0.05);
+  EXPECT_EQ(batch->loss_denominator, labelled);
+
+  // The loss by hand: squared errors against the next entries' values and the masked ones'.
+  const torch::Tensor logits = torch::randn({b, l, 1});
+  const auto out = logits.accessor<float, 3>();
+  double expected = 0;
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t j = 0; j < l; ++j) {
+      if (causal[i] && j + 1 < l && !std::isnan(values[i][j + 1])) {
+        expected += std::pow(out[i][j][0] - static_cast<float>(values[i][j + 1]), 2);
+      } else if (!causal[i] && masked[i][j]) {
+        expected += std::pow(out[i][j][0] - static_cast<float>(values[i][j]), 2);
+      }
+    }
+  }
+  EXPECT_NEAR(MaskedSquaredErrorSum(logits, batch->labels, batch->loss_weights).item<float>(),
+              expected, 1e-3 * expected);
+  // Evaluation reads every matrix both ways.
+  for (const TrainBatch& eval : MakeEvalBatches(spec)) EXPECT_FALSE(eval.causal.any().item<bool>());
+}
+
+TEST(BertModelTest, CausalSequencesSeeOnlyThemselvesAndEarlierPositions) {
+  JobSpec spec = SmallSpec();
+  spec.model.num_hidden_layers = 2;
+  torch::manual_seed(5);
+  BertForMatrixRegression model(BertOptions::FromSpec(spec));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t l = 40, cut = 17;
+  const torch::Tensor ids = torch::randint(4, 20, {2, l}, torch::kLong);
+  torch::Tensor changed = ids.clone();
+  changed.slice(1, cut + 1) = torch::randint(4, 20, {2, l - cut - 1}, torch::kLong);
+  const torch::Tensor causal = torch::tensor({true, false});
+  const torch::Tensor before = model->forward(ids, causal), after = model->forward(changed, causal);
+  // Row 0 (causal): positions up to `cut` do not see the changed tokens after it.
+  EXPECT_TRUE(torch::equal(before[0].slice(0, 0, cut + 1), after[0].slice(0, 0, cut + 1)));
+  EXPECT_FALSE(torch::allclose(before[0].slice(0, cut + 1), after[0].slice(0, cut + 1)));
+  // Row 1 (both ways): every position sees them, and it equals the model without a mask.
+  EXPECT_FALSE(torch::allclose(before[1].slice(0, 0, cut + 1), after[1].slice(0, 0, cut + 1)));
+  EXPECT_TRUE(torch::allclose(before[1], model->forward(ids)[1], 1e-5, 1e-6));
+  // And the mask matters for row 0: read both ways, its outputs differ.
+  EXPECT_FALSE(torch::allclose(model->forward(ids)[0], before[0]));
+}
+
 // LAMB written out on plain doubles, one tensor at a time, as the paper states it.
 struct ReferenceLamb {
   double lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay;
@@ -482,11 +572,12 @@ TEST(GradientCheckpointingTest, SameLossAndGradientsWithDropoutOn) {
   const int64_t l = 60;  // any length within max_position_embeddings
   const torch::Tensor ids = torch::randint(4, 20, {4, l}, torch::kLong);
   const torch::Tensor target = torch::randn({4, l, 1});
+  const torch::Tensor causal = torch::tensor({false, true, false, true});  // hybrid's masks too
   std::vector<torch::Tensor> losses;
   for (BertForMatrixRegression* model : {&plain, &recomputed}) {
     (*model)->train();
     torch::manual_seed(11);  // the same dropout draws for both
-    torch::Tensor loss = ((*model)->forward(ids) - target).pow(2).mean();
+    torch::Tensor loss = ((*model)->forward(ids, causal) - target).pow(2).mean();
     loss.backward();
     losses.push_back(loss.detach());
   }
@@ -507,7 +598,7 @@ TEST(GradientCheckpointingTest, SameLossAndGradientsWithDropoutOn) {
   EXPECT_NE(last.find("RecomputedLayer"), std::string::npos) << last;
   // Without dropout draws to repeat the test would pass trivially: check they mattered.
   torch::manual_seed(12);
-  torch::Tensor other = (plain->forward(ids) - target).pow(2).mean();
+  torch::Tensor other = (plain->forward(ids, causal) - target).pow(2).mean();
   EXPECT_NE(other.item<float>(), losses[0].item<float>());
 }
 

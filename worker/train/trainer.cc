@@ -229,7 +229,8 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
       const double global_count = std::max(count.item<double>(), 1.0);
       if (buckets && micro == t.grad_accum - 1) buckets->Arm();
       const auto forward_start = Clock::now();
-      torch::Tensor logits = model->forward(batch.input_ids.to(device));  // (B, L, 1)
+      torch::Tensor logits =  // (B, L, 1)
+          model->forward(batch.input_ids.to(device), batch.causal.to(device));
       torch::Tensor loss =
           MaskedSquaredErrorSum(logits, batch.labels.to(device), batch.loss_weights.to(device)) /
           global_count / t.grad_accum;
