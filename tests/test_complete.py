@@ -4,11 +4,13 @@
 here, independently, by the rule of docs/dataset-format.md), the given entries come back
 unchanged, the ALS baseline recovers a rank-1 matrix with one entry missing exactly, files
 are read and written as numpy reads and writes them (.npy and CSV), and a matrix of another
-shape, a ragged CSV or a checkpoint without its spec are refused naming them.
+shape, a ragged CSV or a checkpoint without its spec are refused naming them, and
+`--eval-set` reproduces the run's own evaluation figures from the files it writes.
 
 Usage: test_complete.py --worker PATH --configs DIR
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -155,6 +157,47 @@ class CompleteTest(unittest.TestCase):
         r = complete("--checkpoint", bare, path, "--ema", check=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(f"checkpoint {bare} has no model_ema.safetensors", r.stderr)
+
+    def test_the_eval_set_completes_to_the_runs_own_eval_figures(self):
+        outdir = os.path.join(self.root, "eval_set")
+        os.makedirs(outdir)
+        r = complete("--checkpoint", self.checkpoint, "--eval-set", "--baselines",
+                     "--output-dir", outdir)
+        load = lambda what: np.load(os.path.join(outdir, f"eval_set{what}.npy"))  # noqa: E731
+        observed, truth = load(""), load(".truth")
+        self.assertEqual(observed.shape, (8, M, N))  # training.eval_samples matrices
+        missing = np.isnan(observed)
+        self.assertTrue(0.05 < missing.mean() < 0.4, missing.mean())  # mask_prob 0.2
+        # Observed entries are the bin centres the model saw: the truth to prec digits,
+        # clamped to ±n_sigma.
+        np.testing.assert_allclose(observed[~missing], np.clip(truth, -N_SIGMA, N_SIGMA)[~missing],
+                                   atol=0.5 * 10 ** -PREC + 1e-12)
+        with open(os.path.join(os.path.dirname(os.path.dirname(self.checkpoint)),
+                               "metrics.jsonl")) as f:
+            evals = [json.loads(line) for line in f if '"kind":"eval"' in line]
+        want = [e for e in evals if e["step"] == 12][0]
+        self.assertEqual(want["eval_entries"], missing.sum())
+        figures = {}
+        for what, key in ((".completed", "eval_rmse"), (".mean", "baseline_mean_rmse"),
+                          (".soft_impute", "baseline_soft_impute_rmse")):
+            done = load(what)
+            np.testing.assert_array_equal(done[~missing], observed[~missing])
+            rmse = float(np.sqrt(np.mean((done - truth)[missing] ** 2)))
+            # Computed here from the files: the trainer's own evaluation of the same step.
+            self.assertAlmostEqual(rmse, want[key], delta=1e-6 * want[key], msg=what)
+            figures[what] = rmse
+        self.assertIn(f"masked RMSE: model {figures['.completed']:.4f} | mean "
+                      f"{figures['.mean']:.4f}", r.stdout)
+        # With --ema, the averaged weights' figure.
+        ema_dir = os.path.join(self.root, "eval_set_ema")
+        os.makedirs(ema_dir)
+        r = complete("--checkpoint", self.checkpoint, "--eval-set", "--ema", "--quiet",
+                     "--output-dir", ema_dir)
+        self.assertEqual(r.stdout, f"masked RMSE: model {want['eval_rmse_ema']:.4f}\n")
+        # Files and --eval-set together are a usage error.
+        r = complete("--checkpoint", self.checkpoint, "--eval-set", "x.npy", check=False)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("not both", r.stderr)
 
     def test_the_run_plots_as_a_png(self):
         script = os.path.join(os.path.dirname(ARGS.configs), "scripts", "plot_metrics.py")

@@ -30,7 +30,8 @@ absl::StatusOr<const TrainModuleApi*> LoadTrainModule() {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a matbert trainer module"));
   }
   const TrainModuleApi* api = api_fn();
-  if (api == nullptr || api->version != 2 || api->train == nullptr || api->complete == nullptr) {
+  if (api == nullptr || api->version != TrainModuleApi::kVersion || api->train == nullptr ||
+      api->complete == nullptr || api->eval_set == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, " is a trainer module of another version; rebuild"));
   }

@@ -12,6 +12,7 @@
 #include "common/token_layout.h"
 #include "worker/data/matrix_tokenizer.h"
 #include "worker/train/als_baseline.h"
+#include "worker/train/batch_source.h"
 #include "worker/train/bert_model.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/soft_impute.h"
@@ -54,6 +55,29 @@ absl::StatusOr<std::string> CheckpointSpecPath(const std::string& checkpoint) {
   return absl::NotFoundError(absl::StrCat("cannot find the job spec of checkpoint ", checkpoint,
                                           ": neither ", own.string(), " nor ", of_run.string(),
                                           " exists"));
+}
+
+absl::StatusOr<EvalSet> CheckpointEvalSet(const std::string& checkpoint) {
+  EvalSet set;
+  ASSIGN_OR_RETURN(set.spec_path, CheckpointSpecPath(checkpoint));
+  ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(set.spec_path));
+  const MatrixTokenizer tokenizer =
+      *MatrixTokenizer::Create({spec.matrix.prec, spec.matrix.n_sigma, spec.matrix.row_sep});
+  set.m = spec.matrix.m;
+  set.n = spec.matrix.n;
+  for (const TrainBatch& batch : MakeEvalBatches(spec)) {
+    const int64_t* ids = batch.input_ids.data_ptr<int64_t>();
+    const bool* masked = batch.masked.data_ptr<bool>();
+    const double* values = batch.values.data_ptr<double>();
+    set.count += batch.input_ids.size(0);
+    for (int64_t at = 0; at < batch.input_ids.numel(); ++at) {
+      if (std::isnan(values[at])) continue;  // [CLS], [SEP], [ROW_SEP]
+      set.truth.push_back(values[at]);
+      set.observed.push_back(masked[at] ? std::nan("")
+                                        : tokenizer.Decode(static_cast<int32_t>(ids[at])));
+    }
+  }
+  return set;
 }
 
 absl::StatusOr<Completion> CompleteMatrices(const CompletionRequest& r) {

@@ -35,6 +35,19 @@ struct Completion {
 // they carried one) config.toml of the run two levels up. NOT_FOUND naming both when neither.
 absl::StatusOr<std::string> CheckpointSpecPath(const std::string& checkpoint);
 
+// A checkpoint's own held-out evaluation matrices, masked as the trainer's evaluation masks
+// them: what `matbert-worker complete --eval-set` completes.
+struct EvalSet {
+  int64_t count = 0;
+  int m = 0, n = 0;
+  // count × m × n, row-major: the observed entries as the model sees them (bin centres), NaN
+  // at the masked ones.
+  std::vector<double> observed;
+  std::vector<double> truth;  // the matrices' values (unit std, as generated for training)
+  std::string spec_path;      // the job spec that defined them
+};
+absl::StatusOr<EvalSet> CheckpointEvalSet(const std::string& checkpoint);
+
 // INVALID_ARGUMENT naming `source` for matrices of another shape than the checkpoint's, or a
 // matrix with no observed entry; errors naming the file for an unreadable checkpoint.
 absl::StatusOr<Completion> CompleteMatrices(const CompletionRequest& request);

@@ -35,10 +35,15 @@ absl::StatusOr<matbert::Completion> CompleteReturningStatus(
   return ReturningStatus(&matbert::CompleteMatrices, request);
 }
 
+absl::StatusOr<matbert::EvalSet> EvalSetReturningStatus(const std::string& checkpoint) {
+  return ReturningStatus(&matbert::CheckpointEvalSet, checkpoint);
+}
+
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) const matbert::TrainModuleApi*
 matbert_train_module_api() {
-  static const matbert::TrainModuleApi api{2, &TrainReturningStatus, &CompleteReturningStatus};
+  static const matbert::TrainModuleApi api{matbert::TrainModuleApi::kVersion, &TrainReturningStatus,
+                                           &CompleteReturningStatus, &EvalSetReturningStatus};
   return &api;
 }

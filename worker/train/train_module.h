@@ -11,9 +11,11 @@
 namespace matbert {
 
 struct TrainModuleApi {
-  int version = 2;  // bumped when this struct changes
+  static constexpr int kVersion = 3;
+  int version = kVersion;  // bumped when this struct changes
   absl::StatusOr<TrainResult> (*train)(const TrainOptions& options) = nullptr;
   absl::StatusOr<Completion> (*complete)(const CompletionRequest& request) = nullptr;
+  absl::StatusOr<EvalSet> (*eval_set)(const std::string& checkpoint) = nullptr;
 };
 
 // Loads the module (MATBERT_TRAIN_MODULE, else libmatbert_train.so beside the executable)
