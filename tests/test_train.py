@@ -263,8 +263,11 @@ class TrainTest(unittest.TestCase):
 
     def test_cpu_config_learns(self):
         run = os.path.join(self.root, "learn")
+        # One thread: ctest runs the two LibTorch builds' train tests side by side on 2 cores,
+        # and two threads each oversubscribe them (a fresh-clone run beside other work timed
+        # out at 600 s).
         train("bert_matcomp_cpu.toml", run, "--training.steps", str(ARGS.learning_steps),
-              "--training.eval_every", str(ARGS.learning_steps))
+              "--training.eval_every", str(ARGS.learning_steps), "--training.threads", "1")
         final = records(run, "eval")[-1]
         # The mean of the observed entries is the baseline to beat, by a clear margin.
         self.assertLess(final["eval_rmse"], 0.8 * final["baseline_mean_rmse"], final)
