@@ -59,8 +59,8 @@ absl::StatusOr<std::string> CheckpointSpecPath(const std::string& checkpoint) {
 
 absl::StatusOr<EvalSet> CheckpointEvalSet(const std::string& checkpoint) {
   EvalSet set;
-  ASSIGN_OR_RETURN(set.spec_path, CheckpointSpecPath(checkpoint));
-  ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(set.spec_path));
+  ASSIGN_OR_RETURN(std::string spec_path, CheckpointSpecPath(checkpoint));
+  ASSIGN_OR_RETURN(JobSpec spec, LoadJobSpec(spec_path));
   const MatrixTokenizer tokenizer =
       *MatrixTokenizer::Create({spec.matrix.prec, spec.matrix.n_sigma, spec.matrix.row_sep});
   set.m = spec.matrix.m;

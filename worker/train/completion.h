@@ -44,7 +44,6 @@ struct EvalSet {
   // at the masked ones.
   std::vector<double> observed;
   std::vector<double> truth;  // the matrices' values (unit std, as generated for training)
-  std::string spec_path;      // the job spec that defined them
 };
 absl::StatusOr<EvalSet> CheckpointEvalSet(const std::string& checkpoint);
 

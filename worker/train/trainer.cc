@@ -229,8 +229,10 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
       const double global_count = std::max(count.item<double>(), 1.0);
       if (buckets && micro == t.grad_accum - 1) buckets->Arm();
       const auto forward_start = Clock::now();
+      // `causal` stays on the CPU: the model asks whether any row is causal there, without a
+      // device sync each step, and moves it only when it builds a mask.
       torch::Tensor logits =  // (B, L, 1)
-          model->forward(batch.input_ids.to(device), batch.causal.to(device));
+          model->forward(batch.input_ids.to(device), batch.causal);
       torch::Tensor loss =
           MaskedSquaredErrorSum(logits, batch.labels.to(device), batch.loss_weights.to(device)) /
           global_count / t.grad_accum;
