@@ -18,6 +18,11 @@ int RunCluster(Connection& conn) {
     PrintJson(ClusterJson(cluster));
     return kCtlOk;
   }
+  if (!cluster.executor_trouble().empty()) {
+    // Said first: everything below about the executor's cluster is its last answer.
+    absl::PrintF("not answering: %s; what follows is its last answer, from %d s ago\n",
+                 cluster.executor_trouble(), cluster.executor_age_s());
+  }
   if (cluster.backend() == "slurm") {
     absl::PrintF("matbertd %s at %s: Slurm executor, %d node(s), %d job(s) in Slurm's queue\n",
                  cluster.version(), conn.options().addr, cluster.nodes_size(),

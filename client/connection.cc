@@ -32,6 +32,7 @@ Connection::Connection(ClientOptions options, std::shared_ptr<grpc::ChannelCrede
 
 std::unique_ptr<grpc::ClientContext> Connection::NewContext(double seconds) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
+  last_deadline_s_ = seconds;
   if (seconds > 0) {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
@@ -42,8 +43,18 @@ std::unique_ptr<grpc::ClientContext> Connection::NewContext(double seconds) cons
 
 int Connection::Fail(const grpc::Status& status, const std::string& what) const {
   switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
+      if (last_deadline_s_ > 0) {
+        // Something answered at the address (or the call would be UNAVAILABLE) but not in time.
+        absl::FPrintF(stderr,
+                      "matbertctl: matbertd at %s (from %s) did not answer within %g s: %s\n"
+                      "  it is running but stopped or overloaded; try again, or look at its log\n",
+                      options_.addr, options_.addr_source, last_deadline_s_,
+                      status.error_message());
+        return kCtlUnreachable;
+      }
+      [[fallthrough]];
+    case grpc::StatusCode::UNAVAILABLE:
       absl::FPrintF(stderr,
                     "matbertctl: cannot reach matbertd at %s (from %s): %s\n"
                     "  start one with `build/server/matbertd` (see README.md), or point --addr / "

@@ -31,7 +31,7 @@ class Connection {
   const ClientOptions& options() const { return options_; }
 
   // A context for one call: the token, and a deadline unless `seconds` is 0 (streams).
-  std::unique_ptr<grpc::ClientContext> NewContext(double seconds = 30) const;
+  std::unique_ptr<grpc::ClientContext> NewContext(double seconds = 10) const;
 
   // Prints "matbertctl: <what>: <cause>" (for an unreachable daemon: where it looked and how
   // to start one) and returns the exit code for the status.
@@ -41,6 +41,7 @@ class Connection {
   Connection(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   ClientOptions options_;
+  mutable double last_deadline_s_ = 0;  // of the newest context: what a timeout message names
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::ClusterService::Stub> cluster_;

@@ -59,6 +59,7 @@ std::string DevicesText(const v1::Job& job) {
   if (job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RETRYING) {
     return absl::StrCat("wait ", job.devices_requested());
   }
+  if (job.state() == v1::JOB_STATE_PENDING) return "pending";  // in the executor's queue
   return "-";
 }
 
@@ -88,6 +89,7 @@ Json JobJson(const v1::Job& job, bool with_spec) {
       {"start_time", Rfc3339(job.start_time())},
       {"end_time", Rfc3339(job.end_time())},
       {"failure", job.failure()},
+      {"reason", job.reason()},
       {"max_restarts", job.max_restarts()},
       {"queue_position", job.queue_position()},
       {"run_dir", job.run_dir()},
@@ -140,10 +142,16 @@ Json ClusterJson(const v1::Cluster& cluster) {
                            {"reason", e.reason()},
                            {"nodes", e.nodes()}});
   }
-  return {{"backend", cluster.backend()}, {"nodes", nodes},
-          {"slurm_queue", slurm_queue},   {"device_kind", cluster.device_kind()},
-          {"devices", devices},           {"queue", queue},
-          {"jobs_by_state", by_state},    {"version", cluster.version()}};
+  return {{"backend", cluster.backend()},
+          {"nodes", nodes},
+          {"slurm_queue", slurm_queue},
+          {"device_kind", cluster.device_kind()},
+          {"devices", devices},
+          {"queue", queue},
+          {"jobs_by_state", by_state},
+          {"version", cluster.version()},
+          {"executor_trouble", cluster.executor_trouble()},
+          {"executor_age_s", cluster.executor_age_s()}};
 }
 
 Json EventJson(const v1::JobEvent& e) {

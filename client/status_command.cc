@@ -31,7 +31,11 @@ void PrintJob(const v1::Job& job) {
   if (job.has_start_time()) absl::PrintF("  started     %s\n", Rfc3339(job.start_time()));
   if (job.has_end_time()) absl::PrintF("  ended       %s\n", Rfc3339(job.end_time()));
   absl::PrintF("  run dir     %s\n", job.run_dir());
-  if (!job.failure().empty()) absl::PrintF("  reason      %s\n", job.failure());
+  // Why it is where it is (what a waiting job waits for); the failure when that is the news.
+  if (!job.reason().empty()) absl::PrintF("  reason      %s\n", job.reason());
+  if (!job.failure().empty() && job.failure() != job.reason()) {
+    absl::PrintF("  failure     %s\n", job.failure());
+  }
   for (const v1::Attempt& a : job.attempts()) {
     absl::PrintF("  attempt %d   %s, started %s%s%s\n", a.number(), StateName(a.state()),
                  Rfc3339(a.start_time()),

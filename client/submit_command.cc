@@ -39,7 +39,7 @@ int RunSubmit(Connection& conn, const SubmitOptions& options) {
   request.set_spec_toml(spec->ToToml());
   request.set_source_name(options.file);
   v1::SubmitJobResponse response;
-  auto ctx = conn.NewContext();
+  auto ctx = conn.NewContext(30);  // admission may ask Slurm (sbatch --test-only, ≤ 3 s)
   grpc::Status status = conn.jobs().SubmitJob(ctx.get(), request, &response);
   if (!status.ok()) return conn.Fail(status, "submit " + options.file);
   if (options.quiet) {

@@ -1,15 +1,12 @@
 #include "server/job_service.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "common/checkpoint_sums.h"
 #include "common/status_macros.h"
-#include "common/unique_fd.h"
 #include "server/core/checkpoint_catalog.h"
+#include "server/core/checkpoint_download.h"
+#include "server/core/event_follower.h"
 #include "server/core/run_files.h"
 #include "server/proto_convert.h"
 #include "server/rpc_call.h"
@@ -17,7 +14,6 @@
 namespace matbert {
 namespace {
 
-constexpr int kEventBatch = 256;
 constexpr size_t kChunkBytes = 1 << 20;
 
 // The job, when the caller may act on it (its owner or an admin).
@@ -67,9 +63,9 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* 
     RETURN_IF_ERROR(MayUseClientApi(caller));
     std::vector<JobState> states;
     for (int s : request->states()) {
-      if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
+      if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kPending)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "states: unknown job state ", s, "; allowed JOB_STATE_QUEUED … CANCELLED (1-7)"));
+            "states: unknown job state ", s, "; allowed JOB_STATE_QUEUED … PENDING (1-8)"));
       }
       states.push_back(static_cast<JobState>(s));
     }
@@ -98,59 +94,36 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* request) {
-  return StreamCall<v1::JobEvent>(
-      ctx, *auth_, &streams_,
-      [coordinator = coordinator_, request = *request](const Principal& caller,
-                                                       StreamWriter<v1::JobEvent>* writer) {
-        const std::string& job_id = request.job_id();
-        if (request.after_seq() < 0) {
-          return absl::InvalidArgumentError("after_seq must be >= 0");
-        }
-        RETURN_IF_ERROR(JobFor(coordinator, caller, job_id).status());
-        const int64_t handle = coordinator->Subscribe(job_id, [writer] { writer->Wake(); });
-        int64_t seq = request.after_seq();
-        // Log lines (include_logs): every rank's log from its start.
-        RankLogs logs(coordinator->RunDir(job_id), {}, /*discover=*/true);
-        absl::Status result = absl::OkStatus();
-        while (true) {
-          absl::StatusOr<Coordinator::EventPage> page =
-              coordinator->Events(job_id, seq, kEventBatch);
-          if (!page.ok()) {
-            result = page.status();
-            break;
-          }
-          bool gone = false;
-          for (const EventRecord& event : page->events) {
-            v1::JobEvent out;
-            seq = event.seq;
-            if (ToProto(event, &out) && !writer->Write(out)) {
-              gone = true;
-              break;
-            }
-          }
-          if (gone) break;
-          if (request.include_logs()) {
-            for (const RankLogLine& line : logs.Read()) {
-              v1::JobEvent out;
-              ToProto(line, out.mutable_log());
-              if (!writer->Write(out)) {
-                gone = true;
-                break;
-              }
-            }
-            if (gone) break;
-          }
-          if (page->job_ended) break;
-          if (static_cast<int>(page->events.size()) == kEventBatch) continue;
-          // Woken by a new event; the timeout also polls logs.
-          if (!writer->WaitForWake(
-                  std::chrono::milliseconds(request.include_logs() ? 200 : 5000))) {
-            break;
-          }
-        }
-        coordinator->Unsubscribe(handle);
-        return result;
-      });
+  return StreamCall<v1::JobEvent>(ctx, *auth_, &streams_,
+                                  [coordinator = coordinator_, request = *request](
+                                      const Principal& caller, StreamWriter<v1::JobEvent>* writer) {
+                                    const std::string& job_id = request.job_id();
+                                    if (request.after_seq() < 0) {
+                                      return absl::InvalidArgumentError("after_seq must be >= 0");
+                                    }
+                                    RETURN_IF_ERROR(JobFor(coordinator, caller, job_id).status());
+                                    EventFollower follower(coordinator, job_id, request.after_seq(),
+                                                           request.include_logs(),
+                                                           [writer] { writer->Wake(); });
+                                    while (true) {
+                                      ASSIGN_OR_RETURN(EventFollower::Batch batch, follower.Next());
+                                      for (const EventRecord& event : batch.events) {
+                                        v1::JobEvent out;
+                                        if (ToProto(event, &out) && !writer->Write(out))
+                                          return absl::OkStatus();
+                                      }
+                                      for (const RankLogLine& line : batch.logs) {
+                                        v1::JobEvent out;
+                                        ToProto(line, out.mutable_log());
+                                        if (!writer->Write(out)) return absl::OkStatus();
+                                      }
+                                      if (batch.ended) return absl::OkStatus();
+                                      if (batch.more) continue;
+                                      // Woken by a new event; the timeout also polls logs.
+                                      if (!writer->WaitForWake(follower.poll_interval()))
+                                        return absl::OkStatus();
+                                    }
+                                  });
 }
 
 grpc::ServerWriteReactor<v1::LogBatch>* JobServiceImpl::StreamLogs(
@@ -216,53 +189,28 @@ grpc::ServerWriteReactor<v1::CheckpointChunk>* JobServiceImpl::DownloadCheckpoin
         if (!view.ok()) return view.status();
         std::optional<int64_t> step;
         if (request.has_step()) step = request.step();
-        absl::StatusOr<CheckpointDir> selected =
-            SelectCheckpoint(ListCheckpointDirs(view->run_dir), step, request.job_id());
-        if (!selected.ok()) return selected.status();
-        const CheckpointDir* dir = &*selected;
-        absl::StatusOr<std::vector<FileDigest>> files = DigestDirectory(dir->path);
-        if (!files.ok()) return files.status();
-        // The bytes must still be the ones written: a damaged checkpoint is refused by name.
-        std::map<std::string, std::string> digests;
-        for (const FileDigest& f : *files) digests[f.name] = f.sha256;
-        if (absl::Status intact = CompareWithChecksums(dir->path, digests); !intact.ok()) {
-          return absl::DataLossError(absl::StrCat("checkpoint step ", dir->step, " of job ",
-                                                  request.job_id(), ": ", intact.message()));
-        }
+        ASSIGN_OR_RETURN(CheckpointDownload download,
+                         CheckpointDownload::Open(view->run_dir, step, request.job_id()));
         v1::CheckpointChunk first;
-        first.set_step(dir->step);
-        for (const FileDigest& f : *files) {
+        first.set_step(download.step());
+        for (const FileDigest& f : download.manifest()) {
           v1::CheckpointFile* entry = first.add_manifest();
           entry->set_name(f.name);
           entry->set_size(f.size);
           entry->set_sha256(f.sha256);
         }
         if (!writer->Write(first)) return absl::OkStatus();
-        std::string buffer(kChunkBytes, '\0');
-        for (const FileDigest& f : *files) {
-          const std::string path = dir->path + "/" + f.name;
-          UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-          if (!fd.valid()) {
-            // keep-K may have deleted it since the manifest was made.
-            return absl::AbortedError(absl::StrCat("checkpoint step ", dir->step,
-                                                   " was removed during the download; try again"));
-          }
-          for (int64_t offset = 0; offset < f.size;) {
-            const ssize_t n = ::pread(fd.get(), buffer.data(), buffer.size(), offset);
-            if (n <= 0) {
-              return absl::DataLossError(
-                  absl::StrCat("cannot read ", f.name, " of step ", dir->step));
-            }
-            v1::CheckpointChunk chunk;
-            chunk.set_step(dir->step);
-            chunk.set_file(f.name);
-            chunk.set_offset(offset);
-            chunk.set_data(buffer.data(), n);
-            if (!writer->Write(chunk)) return absl::OkStatus();
-            offset += n;
-          }
+        while (true) {
+          ASSIGN_OR_RETURN(std::optional<CheckpointDownload::Chunk> next,
+                           download.Next(kChunkBytes));
+          if (!next) return absl::OkStatus();
+          v1::CheckpointChunk chunk;
+          chunk.set_step(download.step());
+          chunk.set_file(next->file);
+          chunk.set_offset(next->offset);
+          chunk.set_data(std::move(next->data));
+          if (!writer->Write(chunk)) return absl::OkStatus();
         }
-        return absl::OkStatus();
       });
 }
 

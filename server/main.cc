@@ -19,12 +19,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "common/free_port.h"
 #include "server/authenticator.h"
 #include "server/cluster_service.h"
 #include "server/core/coordinator.h"
 #include "server/core/devices.h"
+#include "server/executor/delayed_executor.h"
 #include "server/executor/local_executor.h"
 #include "server/executor/slurm_executor.h"
 #include "server/job_service.h"
@@ -67,6 +69,8 @@ int main(int argc, char** argv) {
   int max_streams = 4096;
   int grace_period = 30;
   int heartbeat_timeout = 30;
+  int executor_stall = 5;
+  std::string inject_executor_delay_file;
   std::string worker = DefaultWorkerPath();
   std::string spec_root = ".";
   std::string token_file, tokens_file;
@@ -153,6 +157,17 @@ int main(int argc, char** argv) {
                  "Largest job (nodes x ranks per node) accepted under --backend slurm")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--executor-stall", executor_stall,
+                 "Seconds an executor call (sbatch, scontrol, a spawn) may take before matbertd "
+                 "counts the executor as not answering: no new attempt starts until it answers "
+                 "a ping, and waiting jobs say so")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--inject-executor-delay-file", inject_executor_delay_file,
+                 "Fault injection for tests and benchmarks: before every start, poll, fit check "
+                 "and ping, the executor sleeps the milliseconds this file holds (a stalled "
+                 "Slurm controller; no file or no number: no sleep)")
+      ->group("Testing");
   CLI11_PARSE(app, argc, argv);
   // The daemon's log: stderr, one line per record with a UTC timestamp and the level.
   spdlog::set_default_logger(spdlog::stderr_logger_mt("matbertd"));
@@ -293,6 +308,18 @@ int main(int argc, char** argv) {
   matbert::SlurmExecutor slurm_executor(slurm);
   matbert::Executor* executor = under_slurm ? static_cast<matbert::Executor*>(&slurm_executor)
                                             : static_cast<matbert::Executor*>(&local_executor);
+  matbert::DelayedExecutor delayed_executor(executor, [&inject_executor_delay_file] {
+    int ms = 0;
+    absl::StatusOr<std::string> text = matbert::ReadFileToString(inject_executor_delay_file);
+    if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &ms)) return ms;
+    return 0;
+  });
+  if (!inject_executor_delay_file.empty()) {
+    spdlog::warn("--inject-executor-delay-file {}: executor calls sleep as it says (testing only)",
+                 inject_executor_delay_file);
+    executor = &delayed_executor;
+  }
+  options.executor_stall_ms = executor_stall * 1000;
   // The ranks' credentials are made under a secret kept beside the job database, so ranks
   // adopted after a restart keep reporting.
   std::string rank_secret;

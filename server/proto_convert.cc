@@ -41,6 +41,9 @@ void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* ou
   out->set_priority(job.priority);
   out->set_devices_requested(job.devices_requested);
   for (int d : job.devices) {
+    // Slurm's rank slots are matbertd's bookkeeping, not places: while Slurm holds the
+    // attempt in its queue the job is on no node at all.
+    if (job.state == JobState::kPending && options.devices.front().kind == "slurm") break;
     if (d >= 0 && d < static_cast<int>(options.devices.size())) {
       out->add_devices(options.devices[d].id);
     }
@@ -57,6 +60,7 @@ void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* ou
   out->set_queue_position(view.queue_position);
   out->set_run_dir(view.run_dir);
   out->set_owner(job.owner);
+  out->set_reason(job.reason);
   for (const AttemptRecord& a : view.attempts) {
     v1::Attempt* attempt = out->add_attempts();
     attempt->set_number(a.number);
@@ -109,6 +113,8 @@ void ToProto(const ClusterView& view, v1::Cluster* out) {
   for (const auto& [state, count] : view.jobs_by_state)
     (*out->mutable_jobs_by_state())[state] = count;
   out->set_backend(view.executor.backend);
+  out->set_executor_trouble(view.executor_trouble);
+  out->set_executor_age_s(view.executor_age_s);
   for (const ExecutorCluster::Node& n : view.executor.nodes) {
     v1::ClusterNode* node = out->add_nodes();
     node->set_name(n.name);

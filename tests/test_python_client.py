@@ -185,6 +185,17 @@ class PythonClientTest(unittest.TestCase):
             matbert.Client(addr=f"127.0.0.1:{closed}", timeout=2).list()
         self.assertEqual(cm.exception.addr, f"127.0.0.1:{closed}")
         self.assertIn("(from addr=)", str(cm.exception))
+        self.assertNotIsInstance(cm.exception, matbert.DeadlineExceeded)
+        # A daemon that is there but does not answer (stopped) is told apart from none.
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            with self.assertRaises(matbert.DeadlineExceeded) as cm:
+                matbert.Client(addr=f"127.0.0.1:{d.port}", timeout=1.5).list()
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        self.assertIn(f"matbertd at 127.0.0.1:{d.port} (from addr=) did not answer within 1.5 s",
+                      str(cm.exception))
+        self.assertEqual(cm.exception.timeout, 1.5)
         os.environ["MATBERT_ADDR"] = f"127.0.0.1:{closed}"
         try:
             with self.assertRaises(matbert.Unavailable) as cm:

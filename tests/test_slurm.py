@@ -148,6 +148,60 @@ class SlurmExecutorTest(unittest.TestCase):
         self.assertEqual(job_processes(job_id), [])
         self.assertLess(time.time() - started, 10 + 15, "within the grace period")
 
+    def test_a_stopped_controller_delays_only_what_needs_it(self):
+        # slurmctld SIGSTOPped for 60 s during a running 2-node job, as a controller that is
+        # failing over or overloaded looks from outside (squeue and scontrol hang).
+        running = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
+                              "training.log_every=10", "checkpoint.every=100000")
+        self.wait(self.daemon, running, {"RUNNING"})
+        stub = v1["csg"].ClusterServiceStub(self.daemon.channel)
+        self.assertEqual(stub.GetCluster(v1["cs"].GetClusterRequest(), timeout=30)
+                         .executor_trouble, "")  # and matbertd keeps this answer
+        slurmctld = self.cluster._pid(os.path.join(self.cluster.dir, "slurmctld.pid"))
+        os.kill(slurmctld, signal.SIGSTOP)
+        try:
+            stopped, slowest, second = time.time(), 0.0, None
+            step_at_stop = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=running)).step
+            while time.time() - stopped < 60:
+                t0 = time.time()
+                self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=running), timeout=10)
+                self.daemon.jobs.ListJobs(v1["js"].ListJobsRequest(), timeout=10)
+                slowest = max(slowest, time.time() - t0)
+                if second is None and time.time() - stopped > 15:
+                    t0 = time.time()
+                    second = self.submit(self.daemon, "training.steps=20", "job.nodes=1",
+                                         "job.gpus=1")
+                    self.assertLess(time.time() - t0, 5, "the submission waited for Slurm")
+                    queued = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=second))
+                    self.assertEqual(state_name(queued), "QUEUED")
+                    self.assertIn("waits for Slurm's controller, which has not answered for",
+                                  queued.reason)
+                    t0 = time.time()
+                    cluster = stub.GetCluster(v1["cs"].GetClusterRequest(), timeout=10)
+                    slowest = max(slowest, time.time() - t0)
+                    self.assertIn("Slurm's controller", cluster.executor_trouble)
+                    self.assertEqual([n.name for n in cluster.nodes], self.cluster.nodes,
+                                     "Slurm's last answer")
+                    self.assertGreaterEqual(cluster.executor_age_s, 15)
+                time.sleep(0.2)
+            self.assertLess(slowest, 0.1, "status, list and cluster answer within 100 ms")
+            job = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=running))
+            self.assertGreater(job.step, step_at_stop, "the ranks' reports were heard")
+            self.assertEqual(state_name(job), "RUNNING")
+        finally:
+            os.kill(slurmctld, signal.SIGCONT)
+        # Once the controller answers, the waiting job runs; the running one kept its attempt.
+        done = self.wait(self.daemon, second, {"SUCCEEDED", "FAILED"}, timeout=240)
+        self.assertEqual(state_name(done), "SUCCEEDED", done.failure)
+        self.assertEqual(len(done.attempts), 1)
+        job = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=running))
+        self.assertEqual(state_name(job), "RUNNING", job.failure)
+        self.assertEqual(len(job.attempts), 1)
+        self.daemon.jobs.CancelJob(v1["js"].CancelJobRequest(job_id=running, force=True))
+        self.wait(self.daemon, running, {"CANCELLED", "FAILED", "SUCCEEDED"}, timeout=60)
+        with open(os.path.join(self.daemon.state_dir, "matbertd.out")) as f:
+            self.assertNotIn("did not run for", f.read())
+
     def test_a_request_slurm_can_never_run_fails_at_submission(self):
         with self.assertRaises(grpc.RpcError) as e:
             self.submit(self.daemon, "job.nodes=3", "job.gpus=1")
@@ -222,7 +276,10 @@ class SlurmExecutorTest(unittest.TestCase):
             # The retry waits in Slurm's queue while the node is down …
             time.sleep(3)
             job = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=job_id), timeout=10)
-            self.assertEqual(state_name(job), "STARTING")
+            # … a state of its own, with Slurm's reason on the job, and on no node yet.
+            self.assertEqual(state_name(job), "PENDING")
+            self.assertRegex(job.reason, r"^attempt 2 waits: Slurm job \d+ is PENDING")
+            self.assertEqual(list(job.devices), [])
         finally:
             self.cluster.start_node(node2)
         # … and runs once it is back.

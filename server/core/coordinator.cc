@@ -10,6 +10,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,6 +36,16 @@ int64_t SystemNowMs() {
       .count();
 }
 
+// For the executor's health: how long its calls take, whatever `now_ms` a test injects.
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// How often the executor thread asks an executor that does not answer whether it does again.
+constexpr int64_t kPingIntervalMs = 2000;
+
 // The daemon's environment minus what the rank plan sets per rank.
 std::vector<std::string> BaseEnvironment() {
   std::vector<std::string> env;
@@ -59,8 +70,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(CoordinatorOpti
                    JobStore::Open(options.state_dir + "/matbert.db"));
   std::unique_ptr<Coordinator> c(new Coordinator(std::move(options), executor, std::move(store)));
   RETURN_IF_ERROR(c->Recover());
-  if (c->options_.control_thread)
+  if (c->options_.control_thread) {
     c->control_ = std::thread([raw = c.get()] { raw->ControlLoop(); });
+    c->executor_thread_ = std::thread([raw = c.get()] { raw->ExecutorLoop(); });
+  }
   return c;
 }
 
@@ -70,15 +83,21 @@ Coordinator::Coordinator(CoordinatorOptions options, Executor* executor,
       executor_(executor),
       store_(std::move(store)),
       events_(store_.get()),
-      scheduler_(static_cast<int>(options_.devices.size())) {}
+      scheduler_(static_cast<int>(options_.devices.size())),
+      journal_(store_.get(), &events_, options_.state_dir) {}
 
 Coordinator::~Coordinator() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     shutdown_ = true;
   }
-  cv_.notify_all();
+  control_cv_.notify_all();
+  executor_cv_.notify_all();
   if (control_.joinable()) control_.join();
+  // A call in flight ends first (each executor call is bounded); queued signals are left to
+  // the next daemon, which adopts the attempts.
+  if (executor_thread_.joinable()) executor_thread_.join();
+  journal_.Flush();  // what the last passes decided
 }
 
 std::string Coordinator::RunDir(const std::string& job_id) const {
@@ -139,41 +158,75 @@ std::string Coordinator::NewJobId() const {
   for (;;) {
     std::string id(1, kAlphabet[rng() % 23]);  // starts with a letter
     for (int i = 0; i < 5; ++i) id += kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
-    if (!jobs_.count(id)) return id;
+    if (!jobs_.count(id) && !reserved_ids_.count(id)) return id;
   }
 }
 
 absl::StatusOr<JobView> Coordinator::Submit(const SubmitRequest& request) {
-  std::unique_lock<std::mutex> lock(mu_);
-  AdmissionLimits limits;
-  limits.spec_root = options_.spec_root;
-  limits.data_root = options_.state_dir + "/data/";
-  limits.num_devices = scheduler_.num_devices();
-  limits.device_kind = options_.devices[0].kind;
-  limits.queued = static_cast<int>(scheduler_.queue_size());
-  limits.max_queued = options_.max_queued;
-  limits.default_grace_period_s = options_.grace_period_s;
-  limits.max_nodes = options_.max_nodes;
-  ASSIGN_OR_RETURN(JobRecord job, Admit(request, NewJobId(), limits));
-  RETURN_IF_ERROR(executor_->CheckFits(job.nodes, job.devices_requested / job.nodes));
-  job.order = next_order_++;
-  job.submit_ms = Now();
-
+  JobRecord job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    AdmissionLimits limits;
+    limits.spec_root = options_.spec_root;
+    limits.data_root = options_.state_dir + "/data/";
+    limits.num_devices = scheduler_.num_devices();
+    limits.device_kind = options_.devices[0].kind;
+    limits.queued = static_cast<int>(scheduler_.queue_size());
+    limits.max_queued = options_.max_queued;
+    limits.default_grace_period_s = options_.grace_period_s;
+    limits.max_nodes = options_.max_nodes;
+    ASSIGN_OR_RETURN(job, Admit(request, NewJobId(), limits));
+    reserved_ids_.insert(job.id);
+  }
+  absl::Cleanup unreserve = [this, id = job.id] {
+    std::lock_guard<std::mutex> lock(mu_);
+    reserved_ids_.erase(id);
+  };
+  // Outside the lock: the executor's fit check may run a program (sbatch --test-only), and
+  // the run directory is written with fsync. An executor that does not answer is not asked:
+  // the job is checked before it starts instead.
+  bool fits_unchecked = !ExecutorTrouble().empty();
+  if (!fits_unchecked) {
+    absl::Status fits = CallExecutor("fit check", [&] {
+      return executor_->CheckFits(job.nodes, job.devices_requested / job.nodes);
+    });
+    if (absl::IsUnavailable(fits)) {
+      NoteUnanswered(std::string(fits.message()));
+      fits_unchecked = true;
+    } else if (!fits.ok()) {
+      return fits;
+    }
+  }
   const std::string run_dir = RunDir(job.id);
   std::error_code ec;
   fs::create_directories(run_dir + "/logs", ec);
   if (ec) return ErrnoStatus(ec.value(), "cannot create run directory", run_dir);
   RETURN_IF_ERROR(WriteFileAtomically(RunSpecPath(run_dir), job.spec_toml));
-  RETURN_IF_ERROR(store_->InsertJob(job));
+
+  // The job is stored before anyone hears of it: the caller's acknowledgement is the
+  // promise that a crash will not lose it.
+  int64_t insert;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job.order = next_order_++;
+    job.submit_ms = Now();
+    job.reason = "submitted";
+    insert = journal_.InsertJob(job);
+  }
+  journal_.Flush();
+  RETURN_IF_ERROR(journal_.Outcome(insert));
+
+  std::unique_lock<std::mutex> lock(mu_);
   RETURN_IF_ERROR(scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested}));
   JobEntry& entry = jobs_[job.id];
   entry.record = job;
-  (void)AppendEvent(job.id, kStateEventKind,
-                    EncodePayload(StateEvent{JobState::kQueued, 0, "submitted"}));
+  entry.fits_unchecked = fits_unchecked;
+  AppendEvent(job.id, kStateEventKind,
+              EncodePayload(StateEvent{JobState::kQueued, 0, "submitted"}));
   JobView view = ViewOf(entry);
-  wake_ = true;
+  wake_control_ = true;
+  control_cv_.notify_all();
   Publish(lock);
-  cv_.notify_all();
   return view;
 }
 
@@ -184,6 +237,12 @@ JobView Coordinator::ViewOf(const JobEntry& entry) const {
   if (entry.live) view.attempts.push_back(entry.live->record);
   view.queue_position = scheduler_.QueuePosition(entry.record.id);
   view.run_dir = RunDir(entry.record.id);
+  if (view.queue_position > 0) {
+    // What a waiting job waits for, when it is not its turn or devices but the executor.
+    if (std::string trouble = ExecutorTrouble(); !trouble.empty()) {
+      view.job.reason = absl::StrCat("waits for ", trouble);
+    }
+  }
   return view;
 }
 
@@ -240,18 +299,34 @@ absl::StatusOr<JobView> Coordinator::Cancel(const std::string& job_id, bool forc
     SetState(entry, JobState::kCancelled, entry.record.failure);
   } else if (entry.live) {
     SaveJob(entry.record);
+    // While its start is in flight the signals wait for its ranks (ApplyStart).
     StopAttempt(*entry.live, "cancelled by a client", force);
   }
   JobView view = ViewOf(entry);
-  wake_ = true;
+  wake_control_ = true;
+  control_cv_.notify_all();
+  WakeExecutor();
   Publish(lock);
-  cv_.notify_all();
   return view;
 }
 
 ClusterView Coordinator::Cluster() const {
   ClusterView view;
-  view.executor = executor_->DescribeCluster();  // may run programs: not under the lock
+  // May run programs: not under the lock, and not at all while the executor does not answer
+  // (its last answer is shown, with its age).
+  view.executor_trouble = ExecutorTrouble();
+  if (view.executor_trouble.empty()) {
+    ExecutorCluster fresh =
+        CallExecutor("cluster description", [this] { return executor_->DescribeCluster(); });
+    std::lock_guard<std::mutex> health(health_mu_);
+    last_cluster_ = fresh;
+    last_cluster_ms_ = SteadyNowMs();
+    view.executor = std::move(fresh);
+  } else {
+    std::lock_guard<std::mutex> health(health_mu_);
+    view.executor = last_cluster_;
+    if (last_cluster_ms_ > 0) view.executor_age_s = (SteadyNowMs() - last_cluster_ms_) / 1000;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   view.devices = options_.devices;
   for (int d = 0; d < scheduler_.num_devices(); ++d) view.holders.push_back(scheduler_.holder(d));
@@ -263,7 +338,7 @@ ClusterView Coordinator::Cluster() const {
 MetricsSnapshot Coordinator::Metrics(int64_t retention_ms) const {
   std::lock_guard<std::mutex> lock(mu_);
   MetricsSnapshot m;
-  for (int s = static_cast<int>(JobState::kQueued); s <= static_cast<int>(JobState::kCancelled);
+  for (int s = static_cast<int>(JobState::kQueued); s <= static_cast<int>(JobState::kPending);
        ++s) {
     m.jobs_by_state[JobStateName(static_cast<JobState>(s))] = 0;
   }
@@ -298,7 +373,7 @@ absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& jo
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(const JobEntry* entry, FindJob(job_id));
     // Its last events may still wait for room on the disk.
-    ended = IsFinal(entry->record.state) && !unstored_events_.contains(job_id);
+    ended = IsFinal(entry->record.state) && !journal_.EventsWait(job_id);
   }
   // Read after looking at the state: a job that had ended has all its events stored.
   EventPage page;
@@ -310,89 +385,37 @@ absl::StatusOr<Coordinator::EventPage> Coordinator::Events(const std::string& jo
 
 void Coordinator::Publish(std::unique_lock<std::mutex>& lock) {
   lock.unlock();
+  journal_.Flush();
   events_.NotifyPending();
 }
 
-absl::Status Coordinator::AppendEvent(const std::string& job_id, const std::string& kind,
-                                      const std::string& payload, const std::string& dedupe_key) {
-  // Usually nothing waits: the event is stored at once, and no waiting entry is made.
-  const bool behind = unstored_events_.contains(job_id);
-  absl::Status status =
-      absl::ResourceExhaustedError("earlier events of the job are not stored yet");
-  if (!behind) {
-    status = events_.Append(job_id, Now(), kind, payload, dedupe_key).status();
-    if (status.ok()) {
-      if (IsFinal(jobs_.at(job_id).record.state)) events_.Close(job_id);
-      return status;
-    }
-    NoteStoreFailure(status);
-  }
-  if (!dedupe_key.empty()) {
-    // A rank's report: refused, so that the rank keeps it and sends it again.
-    return absl::UnavailableError(absl::StrCat("matbertd cannot store this report now (",
-                                               status.message(), "); send it again"));
-  }
-  // matbertd's own event: kept in order, and stored by the control loop once there is room.
-  unstored_events_[job_id].push_back({Now(), kind, payload});
-  return absl::OkStatus();
+void Coordinator::AppendEvent(const std::string& job_id, const std::string& kind,
+                              const std::string& payload) {
+  (void)journal_.AppendEvent(job_id, Now(), kind, payload, "",
+                             IsFinal(jobs_.at(job_id).record.state));
 }
 
-void Coordinator::SaveJob(const JobRecord& job) {
-  if (absl::Status s = store_->UpdateJob(job); !s.ok()) {
-    NoteStoreFailure(s);
-    unsaved_jobs_.insert(job.id);
-  }
+int64_t Coordinator::AppendReport(const std::string& job_id, const std::string& kind,
+                                  const std::string& payload, const std::string& dedupe_key) {
+  return journal_.AppendEvent(job_id, Now(), kind, payload, dedupe_key,
+                              IsFinal(jobs_.at(job_id).record.state));
 }
 
-void Coordinator::SaveAttempt(const AttemptRecord& attempt) {
-  if (absl::Status s = store_->PutAttempt(attempt); !s.ok()) {
-    NoteStoreFailure(s);
-    unsaved_jobs_.insert(attempt.job_id);
-  }
+absl::Status Coordinator::ReportOutcome(int64_t ticket) {
+  absl::Status stored = journal_.Outcome(ticket);
+  if (stored.ok()) return stored;
+  // The rank keeps its report and sends it again; one already stored is a no-op then.
+  return absl::UnavailableError(absl::StrCat("matbertd cannot store this report now (",
+                                             stored.message(), "); send it again"));
 }
 
-void Coordinator::NoteStoreFailure(const absl::Status& status) {
-  if (store_failing_) return;  // said once per outage
-  store_failing_ = true;
-  if (absl::IsResourceExhausted(status)) {
-    spdlog::error(
-        "the filesystem of {} is full ({}): job states and events wait in memory and are "
-        "stored once there is room; ranks' reports are refused until then; free space there "
-        "(runs/*/checkpoints hold the large files)",
-        options_.state_dir, std::string(status.message()));
-  } else {
-    spdlog::error("cannot write the job database: {}; retrying", status.ToString());
-  }
-}
+void Coordinator::SaveJob(const JobRecord& job) { journal_.SaveJob(job); }
 
-void Coordinator::StoreWhatWaits() {
-  if (unsaved_jobs_.empty() && unstored_events_.empty()) return;
-  for (auto it = unsaved_jobs_.begin(); it != unsaved_jobs_.end();) {
-    const JobEntry& entry = jobs_.at(*it);
-    absl::Status s = store_->UpdateJob(entry.record);
-    for (const AttemptRecord& a : entry.attempts) {
-      if (s.ok()) s = store_->PutAttempt(a);
-    }
-    if (s.ok() && entry.live) s = store_->PutAttempt(entry.live->record);
-    if (!s.ok()) return;
-    it = unsaved_jobs_.erase(it);
-  }
-  for (auto it = unstored_events_.begin(); it != unstored_events_.end();) {
-    std::deque<UnstoredEvent>& waiting = it->second;
-    while (!waiting.empty()) {
-      const UnstoredEvent& e = waiting.front();
-      if (!events_.Append(it->first, e.time_ms, e.kind, e.payload, "").ok()) return;
-      waiting.pop_front();
-    }
-    if (IsFinal(jobs_.at(it->first).record.state)) events_.Close(it->first);
-    it = unstored_events_.erase(it);
-  }
-  spdlog::info("the job database is writable again; every waiting state and event is stored");
-  store_failing_ = false;
-}
+void Coordinator::SaveAttempt(const AttemptRecord& attempt) { journal_.SaveAttempt(attempt); }
 
 void Coordinator::SetState(JobEntry& entry, JobState state, const std::string& reason) {
   entry.record.state = state;
+  entry.record.reason = reason;
   SaveJob(entry.record);
   const int attempt = entry.live ? entry.live->record.number : entry.record.attempts;
   // The job's life at info level, failures at warn: what an operator greps the log for.
@@ -400,11 +423,16 @@ void Coordinator::SetState(JobEntry& entry, JobState state, const std::string& r
               "job {} ({}) {}{}{}", entry.record.id, entry.record.name, JobStateName(state),
               attempt > 0 ? absl::StrCat(", attempt ", attempt) : "",
               reason.empty() ? "" : absl::StrCat(": ", reason));
-  (void)AppendEvent(entry.record.id, kStateEventKind,
-                    EncodePayload(StateEvent{state, attempt, reason}));
+  AppendEvent(entry.record.id, kStateEventKind, EncodePayload(StateEvent{state, attempt, reason}));
 }
 
 // ---- attempts ------------------------------------------------------------------------
+//
+// An attempt is placed under the lock (StartAttempt: devices held, the attempt recorded, a
+// start queued), started outside it by the executor thread (Launch: the newest intact
+// checkpoint, the fit check if submission could not make it, the executor's Start), and
+// its result applied under the lock again (ApplyStart). Polls go the same way (ApplyPoll);
+// signals are decided under the lock and sent by the executor thread in the order decided.
 
 void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices) {
   JobRecord& job = entry.record;
@@ -413,23 +441,52 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   live->record.number = ++job.attempts;
   live->record.start_ms = Now();
   live->record.state = JobState::kStarting;
+  live->launching = true;
+  live->devices = devices;
+  live->check_fits = entry.fits_unchecked;
   job.devices = devices;
+  // STARTING from now, without an event: the event comes with the start's outcome, which
+  // says where it resumes from.
+  job.state = JobState::kStarting;
+  job.reason = absl::StrCat("attempt ", live->record.number, " is being started");
   if (job.start_ms == 0) {
     job.start_ms = live->record.start_ms;
     if (options_.on_scheduled) options_.on_scheduled((job.start_ms - job.submit_ms) / 1000.0);
   }
+  // Recorded before anything starts: a daemon that stops meanwhile finds an attempt with no
+  // ranks, which it retries without using a restart.
+  SaveAttempt(live->record);
+  SaveJob(job);
+  entry.live = std::move(live);
+  live_jobs_.insert(job.id);
+  start_queue_.push_back(job.id);
+  WakeExecutor();
+}
 
+Coordinator::StartResult Coordinator::Launch(StartOrder order) {
+  StartResult result;
+  const JobRecord& job = order.job;
+  if (order.check_fits) {
+    result.fits = CallExecutor("fit check", [&] {
+      return executor_->CheckFits(job.nodes, job.devices_requested / job.nodes);
+    });
+    if (absl::IsUnavailable(result.fits)) NoteUnanswered(std::string(result.fits.message()));
+    if (!result.fits.ok() && !absl::IsUnavailable(result.fits)) {
+      result.failure = std::string(result.fits.message());
+      result.order = std::move(order);
+      return result;
+    }
+  }
   RankPlanInput input;
   input.worker_path = options_.worker_path;
   input.run_dir = RunDir(job.id);
-  for (int d : devices) input.devices.push_back(options_.devices[d]);
-  input.attempt = live->record.number;
+  input.devices = order.devices;
+  input.attempt = order.attempt;
   // Resume from the newest checkpoint that is still what was written (SHA256SUMS); damaged
-  // newer ones are set aside and named in the attempt's start.
-  ResumePoint resume;
-  if (job.kind == "train") resume = NewestIntactCheckpoint(input.run_dir);
-  input.resume_step = resume.step;
-  for (const std::string& skipped : resume.skipped) {
+  // newer ones are set aside and named in the attempt's start. Hashing: outside the lock.
+  if (job.kind == "train") result.resume = NewestIntactCheckpoint(input.run_dir);
+  input.resume_step = result.resume.step;
+  for (const std::string& skipped : result.resume.skipped) {
     spdlog::warn("job {}: not resuming from checkpoint {}", job.id, skipped);
   }
   input.base_env = BaseEnvironment();
@@ -437,92 +494,176 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   input.coordinator.address = options_.coordinator_address;
   if (options_.rank_credential) input.coordinator.token = options_.rank_credential(job.id);
   input.coordinator.tls_ca = options_.tls_ca_file;
-  std::string failure;
   if (absl::StatusOr<int> port = PickFreeLoopbackPort(); port.ok()) {
     input.master_port = *port;
   } else {
-    failure = std::string(port.status().message());
+    result.failure = std::string(port.status().message());
   }
   const AttemptPlan plan = PlanAttempt(job, input);
-  live->record.resumed_from_step = plan.resumed_from_step;
-  if (failure.empty()) {
-    Executor::Started started = executor_->Start(plan);
-    live->record.workers = std::move(started.workers);
-    live->record.executor_ref = std::move(started.executor_ref);
-    if (!started.status.ok()) failure = std::string(started.status.message());
+  if (result.failure.empty()) {
+    result.started = CallExecutor("start", [&] { return executor_->Start(plan); });
+    if (!result.started.status.ok()) result.failure = std::string(result.started.status.message());
   }
-  live->ranks.resize(live->record.workers.size());
-  for (RankLive& rank : live->ranks) rank.last_heartbeat_ms = Now();
-  SaveAttempt(live->record);
-  entry.live = std::move(live);
-  live_jobs_.insert(job.id);
-  SetState(
-      entry, JobState::kStarting,
-      absl::StrCat(
-          "attempt ", entry.live->record.number, " on ",
-          absl::StrJoin(devices, ",",
-                        [this](std::string* out, int d) { out->append(options_.devices[d].id); }),
-          entry.live->record.resumed_from_step > 0
-              ? absl::StrCat(", resuming from step ", entry.live->record.resumed_from_step)
-              : "",
-          resume.skipped.empty() ? ""
-                                 : absl::StrCat(" (skipped corrupt checkpoint ",
-                                                absl::StrJoin(resume.skipped, "; "), ")")));
-  if (!failure.empty()) StopAttempt(*entry.live, failure, /*force=*/true);
+  result.resume.step = plan.resumed_from_step;  // what the ranks were told
+  result.order = std::move(order);
+  return result;
+}
+
+void Coordinator::ApplyStart(StartResult result) {
+  auto it = jobs_.find(result.order.job_id);
+  if (it == jobs_.end() || !it->second.live ||
+      it->second.live->record.number != result.order.attempt) {
+    return;
+  }
+  JobEntry& entry = it->second;
+  LiveAttempt& live = *entry.live;
+  live.launching = false;
+  if (result.order.check_fits && result.fits.ok()) entry.fits_unchecked = false;
+  live.record.resumed_from_step = result.resume.step > 0 ? result.resume.step : 0;
+  live.record.workers = std::move(result.started.workers);
+  live.record.executor_ref = std::move(result.started.executor_ref);
+  live.ranks.resize(live.record.workers.size());
+  for (RankLive& rank : live.ranks) rank.last_heartbeat_ms = Now();
+  SaveAttempt(live.record);
+  if (!result.failure.empty() && !result.fits.ok() && !absl::IsUnavailable(result.fits)) {
+    live.never_fits = true;
+  }
+  SetState(entry, JobState::kStarting,
+           absl::StrCat("attempt ", live.record.number, " on ",
+                        absl::StrJoin(live.devices, ",",
+                                      [this](std::string* out, int d) {
+                                        out->append(options_.devices[d].id);
+                                      }),
+                        live.record.resumed_from_step > 0
+                            ? absl::StrCat(", resuming from step ", live.record.resumed_from_step)
+                            : "",
+                        result.resume.skipped.empty()
+                            ? ""
+                            : absl::StrCat(" (skipped corrupt checkpoint ",
+                                           absl::StrJoin(result.resume.skipped, "; "), ")")));
+  // Cancelled (or stopped) while it was being started: the signals it missed go now.
+  const bool was_stopping = live.stopping, was_killed = live.killed;
+  live.stopping = live.killed = false;
+  if (!result.failure.empty()) {
+    StopAttempt(live, result.failure, /*force=*/true);
+  } else if (was_stopping) {
+    StopAttempt(live, live.failure, was_killed);
+  }
+  // Nothing started: nothing to wait for.
+  if (live.record.workers.empty()) FinishAttempt(entry);
+}
+
+void Coordinator::QueueSignal(const AttemptRecord& attempt, int signal) {
+  if (attempt.workers.empty() && attempt.executor_ref.empty()) return;
+  signals_.push_back({attempt, signal});
+  WakeExecutor();
+}
+
+void Coordinator::WakeExecutor() {
+  wake_executor_ = true;
+  executor_cv_.notify_all();
 }
 
 void Coordinator::StopAttempt(LiveAttempt& live, const std::string& failure, bool force) {
   if (live.failure.empty()) live.failure = failure;
+  if (live.launching) {
+    // Its ranks are not known yet: ApplyStart sends what was decided here.
+    live.stopping = true;
+    live.killed = live.killed || force;
+    return;
+  }
   if (!live.stopping) {
     live.stopping = true;
     live.kill_at_ms = Now() + int64_t{1000} * jobs_.at(live.record.job_id).record.grace_period_s;
-    executor_->Signal(live.record, SIGTERM);
+    QueueSignal(live.record, SIGTERM);
   }
-  if (force) live.kill_at_ms = Now();
+  if (force && !live.killed) {
+    live.killed = true;
+    QueueSignal(live.record, SIGKILL);
+  }
 }
 
-void Coordinator::PollAttempt(JobEntry& entry) {
+void Coordinator::CheckTimers(JobEntry& entry) {
   LiveAttempt& live = *entry.live;
+  if (live.launching) return;
   const int64_t now = Now();
-  const std::vector<ProcessStatus> statuses = executor_->Poll(live.record);
-  std::vector<RankEnd> ended;  // ranks found ended in this pass
+  // Ranks that talk to us (registered), or that a poll found running: a rank whose
+  // executor has not said it runs (held in its queue, or the executor does not answer)
+  // cannot be silent. Ended ones are the poll's to judge.
   std::vector<RankPulse> running;
   for (size_t i = 0; i < live.ranks.size(); ++i) {
-    RankLive& rank = live.ranks[i];
-    if (rank.ended) continue;
-    const int number = live.record.workers[i].rank;
-    if (statuses[i].kind == ProcessStatus::kWaiting) {
-      // Held by the executor's own queue: silence counts from when the rank starts.
-      rank.last_heartbeat_ms = now;
-      if (statuses[i].why != live.waiting && !live.stopping) {
-        live.waiting = statuses[i].why;
-        SetState(entry, JobState::kStarting,
-                 absl::StrCat("attempt ", live.record.number, " waits: ", live.waiting));
-      }
-    }
-    if (statuses[i].kind == ProcessStatus::kRunning ||
-        statuses[i].kind == ProcessStatus::kWaiting) {
-      running.push_back({number, rank.registered, rank.last_heartbeat_ms});
-      continue;
-    }
-    rank.ended = true;
-    ended.push_back({number, statuses[i], rank.reported_exit, rank.reported_code,
-                     rank.reported_message, rank.reported_at_ms});
-  }
-  if (std::optional<AttemptFailure> failed = FailureOf(ended, live.record.run_end);
-      failed && !live.stopping) {
-    live.record.interrupted = failed->interrupted;
-    StopAttempt(live, failed->reason, false);
+    const RankLive& rank = live.ranks[i];
+    if (rank.ended || rank.waiting || !(rank.registered || rank.seen_running)) continue;
+    running.push_back({live.record.workers[i].rank, rank.registered, rank.last_heartbeat_ms});
   }
   if (std::optional<std::string> silent = SilenceOf(running, now, options_.heartbeat_timeout_s);
       silent && !live.stopping) {
+    spdlog::warn("job {} attempt {}: {}; stopping the attempt", entry.record.id, live.record.number,
+                 *silent);
+    entry.record.reason = *silent;
     StopAttempt(live, *silent, /*force=*/true);
   }
   if (live.stopping && !live.killed && now >= live.kill_at_ms) {
     live.killed = true;
-    executor_->Signal(live.record, SIGKILL);
+    QueueSignal(live.record, SIGKILL);
   }
-  if (running.empty()) FinishAttempt(entry);
+}
+
+void Coordinator::ApplyPoll(const PollResult& result) {
+  auto it = jobs_.find(result.job_id);
+  if (it == jobs_.end() || !it->second.live) return;
+  JobEntry& entry = it->second;
+  LiveAttempt& live = *entry.live;
+  if (live.record.number != result.attempt || live.launching ||
+      result.statuses.size() != live.ranks.size()) {
+    return;
+  }
+  const int64_t now = Now();
+  std::vector<RankEnd> ended;  // ranks found ended in this pass
+  bool any_running = false;
+  for (size_t i = 0; i < live.ranks.size(); ++i) {
+    RankLive& rank = live.ranks[i];
+    if (rank.ended) continue;
+    const ProcessStatus& status = result.statuses[i];
+    const int number = live.record.workers[i].rank;
+    if (status.kind == ProcessStatus::kWaiting) {
+      // Held by the executor's own queue: silence counts from when the rank starts.
+      rank.waiting = true;
+      rank.last_heartbeat_ms = now;
+      if (status.why != live.waiting && !live.stopping) {
+        live.waiting = status.why;
+        SetState(entry, JobState::kPending,
+                 absl::StrCat("attempt ", live.record.number, " waits: ", live.waiting));
+      }
+      any_running = true;
+      continue;
+    }
+    if (status.kind == ProcessStatus::kRunning) {
+      if (rank.waiting) rank.last_heartbeat_ms = now;  // started just now
+      rank.waiting = false;
+      rank.seen_running = true;
+      any_running = true;
+      continue;
+    }
+    rank.ended = true;
+    ended.push_back({number, status, rank.reported_exit, rank.reported_code, rank.reported_message,
+                     rank.reported_at_ms});
+  }
+  if (entry.record.state == JobState::kPending && !live.stopping &&
+      std::none_of(live.ranks.begin(), live.ranks.end(),
+                   [](const RankLive& r) { return r.waiting; })) {
+    live.waiting.clear();
+    SetState(entry, JobState::kStarting,
+             absl::StrCat("attempt ", live.record.number, ": ", executor_->Name(),
+                          " started its ranks"));
+  }
+  if (std::optional<AttemptFailure> failed = FailureOf(ended, live.record.run_end);
+      failed && !live.stopping) {
+    live.record.interrupted = failed->interrupted;
+    entry.record.reason = failed->reason;
+    StopAttempt(live, failed->reason, false);
+  }
+  if (!any_running) FinishAttempt(entry);
 }
 
 void Coordinator::FinishAttempt(JobEntry& entry) {
@@ -530,7 +671,7 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
   live_jobs_.erase(entry.record.id);
   JobRecord& job = entry.record;
   // Some process of the attempt may still linger (a grandchild, a rank we never saw start).
-  executor_->Signal(live->record, SIGKILL);
+  QueueSignal(live->record, SIGKILL);
   scheduler_.Release(job.id);
   job.devices.clear();
   live->record.end_ms = Now();
@@ -541,16 +682,18 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
   SaveAttempt(live->record);
   entry.attempts.push_back(live->record);
 
-  const Verdict next = AfterAttempt(entry.attempts, job.max_restarts);
+  const Verdict next = live->never_fits ? outcome : AfterAttempt(entry.attempts, job.max_restarts);
   if (next.state == JobState::kRetrying) {
     job.failure = outcome.reason;
     SetState(entry, JobState::kRetrying, next.reason);
     (void)scheduler_.Enqueue({job.id, job.priority, job.order, job.devices_requested});
+    wake_control_ = true;
     return;
   }
   job.end_ms = live->record.end_ms;
   job.failure = next.state == JobState::kSucceeded ? "" : next.reason;
   SetState(entry, next.state, next.reason);
+  wake_control_ = true;  // devices came free
 }
 
 absl::StatusOr<Coordinator::LiveAttempt*> Coordinator::LiveFor(const WorkerKey& worker) {
@@ -582,7 +725,8 @@ absl::StatusOr<int> Coordinator::Register(const WorkerKey& worker, int pid) {
   JobEntry& entry = jobs_.at(worker.job_id);
   const bool all = std::all_of(live->ranks.begin(), live->ranks.end(),
                                [](const RankLive& r) { return r.registered; });
-  if (all && !live->stopping && entry.record.state == JobState::kStarting) {
+  if (all && !live->stopping &&
+      (entry.record.state == JobState::kStarting || entry.record.state == JobState::kPending)) {
     live->record.state = JobState::kRunning;
     SaveAttempt(live->record);
     SetState(entry, JobState::kRunning,
@@ -616,15 +760,11 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
   RETURN_IF_ERROR(LiveFor(worker).status());
   JobEntry& entry = jobs_.at(worker.job_id);
   JobRecord& job = entry.record;
-  absl::Status stored = absl::OkStatus();
+  std::vector<int64_t> tickets;
   for (const MetricsRecord& record : records) {
-    if (absl::Status s = AppendEvent(
-            job.id, kMetricsEventKind, EncodePayload(MetricsEvent{worker.attempt, record}),
-            absl::StrCat("a", worker.attempt, "/", record.kind, "/", record.step));
-        !s.ok()) {
-      stored = s;  // the rank sends them all again; those stored are dropped as duplicates
-      break;
-    }
+    tickets.push_back(
+        AppendReport(job.id, kMetricsEventKind, EncodePayload(MetricsEvent{worker.attempt, record}),
+                     absl::StrCat("a", worker.attempt, "/", record.kind, "/", record.step)));
     if (record.kind == "train") {
       entry.latest_train = record.values;
       entry.latest_train["step"] = static_cast<double>(record.step);
@@ -639,7 +779,12 @@ absl::Status Coordinator::ReportMetrics(const WorkerKey& worker,
     if (record.kind != "eval") job.step = std::max(job.step, record.step);
   }
   SaveJob(job);
-  Publish(lock);
+  Publish(lock);  // stores them, outside the lock
+  // Any refused: the rank sends them all again, and those stored are dropped as duplicates.
+  absl::Status stored = absl::OkStatus();
+  for (int64_t ticket : tickets) {
+    if (absl::Status s = ReportOutcome(ticket); !s.ok() && stored.ok()) stored = s;
+  }
   return stored;
 }
 
@@ -651,16 +796,17 @@ absl::Status Coordinator::AnnounceCheckpoint(const WorkerKey& worker, int64_t st
   std::string relative = path;
   const std::string prefix = RunDir(worker.job_id) + "/";
   if (absl::StartsWith(relative, prefix)) relative = relative.substr(prefix.size());
-  absl::Status stored = AppendEvent(worker.job_id, kCheckpointEventKind,
-                                    EncodePayload(CheckpointEvent{worker.attempt, step, relative}),
-                                    absl::StrCat("a", worker.attempt, "/checkpoint/", step));
+  const int64_t ticket =
+      AppendReport(worker.job_id, kCheckpointEventKind,
+                   EncodePayload(CheckpointEvent{worker.attempt, step, relative}),
+                   absl::StrCat("a", worker.attempt, "/checkpoint/", step));
   Publish(lock);
-  return stored;
+  return ReportOutcome(ticket);
 }
 
 absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
                                      const std::string& message, RunEnd run_end) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(LiveAttempt * live, LiveFor(worker));
   RankLive& rank = live->ranks[worker.rank];
   rank.reported_exit = true;
@@ -673,35 +819,54 @@ absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
     live->record.run_end = run_end;
     SaveAttempt(live->record);
   }
+  Publish(lock);
   return absl::OkStatus();
 }
 
 // ---- control loop -----------------------------------------------------------------------
 
-void Coordinator::TickForTest() { Tick(); }
+void Coordinator::TickForTest() {
+  ControlPass();
+  ExecutorPass();
+}
 
 void Coordinator::ControlLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   // The monotonic clock keeps counting while the process is stopped (SIGSTOP, a frozen VM).
-  auto last_tick = std::chrono::steady_clock::now();
+  // Only the wait is measured: a wait of tick_ms that took far longer means matbertd itself
+  // did not run, never that an executor call or a store write was slow.
   while (!shutdown_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(options_.tick_ms),
-                 [this] { return wake_ || shutdown_; });
+    const auto before = std::chrono::steady_clock::now();
+    control_cv_.wait_for(lock, std::chrono::milliseconds(options_.tick_ms),
+                         [this] { return wake_control_ || shutdown_; });
     if (shutdown_) break;
-    wake_ = false;
+    wake_control_ = false;
     lock.unlock();
-    const auto now = std::chrono::steady_clock::now();
-    const int64_t gap_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick).count();
-    last_tick = now;
+    const int64_t gap_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - before)
+                               .count();
     if (gap_ms > options_.heartbeat_interval_ms + options_.tick_ms) ForgiveSilence(gap_ms);
-    Tick();
+    ControlPass();
+    lock.lock();
+  }
+}
+
+void Coordinator::ExecutorLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!shutdown_) {
+    executor_cv_.wait_for(lock, std::chrono::milliseconds(options_.tick_ms),
+                          [this] { return wake_executor_ || shutdown_; });
+    if (shutdown_) break;
+    wake_executor_ = false;
+    lock.unlock();
+    ExecutorPass();
     lock.lock();
   }
 }
 
 void Coordinator::ForgiveSilence(int64_t gap_ms) {
   std::lock_guard<std::mutex> lock(mu_);
+  ++forgiven_gaps_;
   spdlog::warn(
       "matbertd did not run for {} ms (stopped or starved); the heartbeats ranks sent meanwhile "
       "went unheard, so their silence counts from now",
@@ -714,15 +879,134 @@ void Coordinator::ForgiveSilence(int64_t gap_ms) {
   }
 }
 
-void Coordinator::Tick() {
-  std::unique_lock<std::mutex> lock(mu_);
-  StoreWhatWaits();
-  // PollAttempt may finish an attempt, which leaves live_jobs_: iterate over a copy.
-  const std::vector<std::string> live(live_jobs_.begin(), live_jobs_.end());
-  for (const std::string& id : live) PollAttempt(jobs_.at(id));
+void Coordinator::PlaceJobs() {
+  // Nothing starts while the executor does not answer: a start it might carry out later,
+  // unseen, would run the job twice. The jobs wait QUEUED with the trouble as their reason.
+  if (!ExecutorTrouble().empty()) return;
   for (const Placement& placement : scheduler_.Schedule()) {
     StartAttempt(jobs_.at(placement.job_id), placement.devices);
   }
+}
+
+void Coordinator::ControlPass() {
+  std::unique_lock<std::mutex> lock(mu_);
+  // Publish stores what was decided here, and retries what a refusing store left queued.
+  for (const std::string& id : live_jobs_) CheckTimers(jobs_.at(id));
+  PlaceJobs();
+  Publish(lock);
+}
+
+std::string Coordinator::ExecutorTrouble() const {
+  const int64_t now = SteadyNowMs();
+  const int64_t since = call_since_ms_.load();
+  if (since > 0 && now - since > options_.executor_stall_ms) {
+    return absl::StrCat(executor_->Name(), ", which has not answered for ", (now - since) / 1000,
+                        " s (", call_what_.load(), ")");
+  }
+  if (const int64_t unanswered = unanswered_since_ms_.load(); unanswered > 0) {
+    std::lock_guard<std::mutex> health(health_mu_);
+    return absl::StrCat(executor_->Name(), ", which has not answered for ",
+                        (now - unanswered) / 1000, " s (", unanswered_why_, ")");
+  }
+  return "";
+}
+
+template <typename F>
+auto Coordinator::CallExecutor(const char* what, F call) const -> decltype(call()) {
+  // Calls from several threads (fit checks, cluster descriptions) may overlap: the oldest
+  // one in flight is the one that says how long the executor has not answered.
+  int64_t expected = 0;
+  const int64_t started = SteadyNowMs();
+  const bool mine = call_since_ms_.compare_exchange_strong(expected, started);
+  if (mine) call_what_.store(what);
+  absl::Cleanup done = [&] {
+    if (mine) call_since_ms_.store(0);
+    if (SteadyNowMs() - started > options_.executor_stall_ms) {
+      // Slow enough to count as not answering until a ping says otherwise.
+      NoteUnanswered(absl::StrCat("a ", what, " took ", (SteadyNowMs() - started) / 1000, " s"),
+                     started);
+    }
+  };
+  return call();
+}
+
+void Coordinator::NoteUnanswered(const std::string& why, int64_t since_ms) const {
+  std::lock_guard<std::mutex> health(health_mu_);
+  if (unanswered_since_ms_.load() != 0) return;
+  unanswered_since_ms_.store(since_ms > 0 ? since_ms : SteadyNowMs());
+  unanswered_why_ = why;
+  spdlog::warn("{} is slow or does not answer: {}; no attempt starts until it answers a ping",
+               executor_->Name(), why);
+}
+
+void Coordinator::ExecutorPass() {
+  std::vector<SignalOrder> signals;
+  std::vector<StartOrder> starts;
+  std::vector<PollResult> polls;  // statuses filled outside the lock
+  std::vector<AttemptRecord> to_poll;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    signals.swap(signals_);
+    // Starts in the order they were placed; one cancelled before it was taken is dropped.
+    std::vector<std::string> placed;
+    placed.swap(start_queue_);
+    for (const std::string& id : placed) {
+      JobEntry& entry = jobs_.at(id);
+      if (!entry.live || !entry.live->launching || entry.live->start_taken) continue;
+      LiveAttempt& live = *entry.live;
+      if (live.stopping) {
+        live.launching = false;
+        FinishAttempt(entry);
+        continue;
+      }
+      live.start_taken = true;
+      StartOrder order{id, live.record.number, entry.record, {}, live.check_fits};
+      for (int d : live.devices) order.devices.push_back(options_.devices[d]);
+      starts.push_back(std::move(order));
+    }
+    for (const std::string& id : live_jobs_) {
+      const LiveAttempt& live = *jobs_.at(id).live;
+      if (live.launching) continue;
+      polls.push_back({id, live.record.number, {}});
+      to_poll.push_back(live.record);
+    }
+  }
+  // An executor that did not answer: asked again now and then, and nothing else is started
+  // until it does (the starts taken above still go: they were placed while it answered).
+  if (const int64_t unanswered = unanswered_since_ms_.load(); unanswered > 0) {
+    if (SteadyNowMs() - last_ping_ms_ >= kPingIntervalMs) {
+      last_ping_ms_ = SteadyNowMs();
+      absl::Status ping = CallExecutor("ping", [this] { return executor_->Ping(); });
+      // A ping that took longer than a stall is no answer either.
+      const bool prompt = SteadyNowMs() - last_ping_ms_ <= options_.executor_stall_ms;
+      std::lock_guard<std::mutex> health(health_mu_);
+      if (ping.ok() && prompt && unanswered_since_ms_.load() == unanswered) {
+        spdlog::info("{} answers again (after {} s)", executor_->Name(),
+                     (SteadyNowMs() - unanswered) / 1000);
+        unanswered_since_ms_.store(0);
+        unanswered_why_.clear();
+      } else if (!ping.ok()) {
+        unanswered_why_ = std::string(ping.message());
+      }
+    }
+  }
+  for (const SignalOrder& s : signals) {
+    CallExecutor("signal", [&] {
+      executor_->Signal(s.attempt, s.signal);
+      return 0;
+    });
+  }
+  std::vector<StartResult> started;
+  for (StartOrder& order : starts) started.push_back(Launch(std::move(order)));
+  for (size_t i = 0; i < polls.size(); ++i) {
+    polls[i].statuses = CallExecutor("poll", [&] { return executor_->Poll(to_poll[i]); });
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  for (StartResult& result : started) ApplyStart(std::move(result));
+  for (const PollResult& result : polls) ApplyPoll(result);
+  // Attempts that ended freed devices: place what waits at once, not a tick later.
+  PlaceJobs();
+  if (wake_control_) control_cv_.notify_all();
   Publish(lock);
 }
 

@@ -5,10 +5,18 @@
 // (attempt_policy.h), and recovers all of it after a restart. Knows nothing about gRPC: the
 // services in server/ translate protos and call these methods.
 //
-// Thread-safe. A control thread polls processes and timers every `tick_ms` and right after
-// anything that may let a job start (submit, an attempt ending).
+// Thread-safe. Decisions are made under one lock; nothing slow happens under it. Two
+// threads drive the jobs:
+//  - the control thread, every `tick_ms`: heartbeat silence, kill deadlines, placements,
+//    storing what waits — memory work under the lock, never an executor call;
+//  - the executor thread: every call of the Executor (start, poll, signal, ping), the
+//    checkpoint hashing before a start, each done outside the lock and its result applied
+//    under it again. A stalled executor (Slurm's controller stopped) delays only the work
+//    that needs it: reads, submissions, heartbeats and reports go on, and jobs wait QUEUED
+//    with the executor's trouble as their reason until it answers again.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -29,6 +37,8 @@
 #include "server/core/attempt_policy.h"
 #include "server/core/devices.h"
 #include "server/core/event_log.h"
+#include "server/core/run_files.h"
+#include "server/core/store_journal.h"
 #include "server/executor/executor.h"
 #include "server/scheduler/gang_scheduler.h"
 #include "server/store/job_store.h"
@@ -48,7 +58,10 @@ struct CoordinatorOptions {
   int heartbeat_interval_ms = 2000;       // told to workers at Register
   int heartbeat_timeout_s = 30;           // silence (or no Register) that fails an attempt
   int tick_ms = 100;                      // control loop period
-  bool control_thread = true;             // false: nothing runs until TickForTest() (tests)
+  // An executor call running longer than this makes the executor "not answering": no new
+  // attempts start, submissions skip its fit check, GetCluster shows its last answer.
+  int executor_stall_ms = 5000;
+  bool control_thread = true;  // false: no threads; nothing runs until TickForTest() (tests)
   std::string master_addr = "127.0.0.1";  // MASTER_ADDR of the ranks
   // The credential handed to the ranks of a job as MATBERT_TOKEN ("" or unset: none).
   std::function<std::string(const std::string& job_id)> rank_credential;
@@ -73,6 +86,10 @@ struct ClusterView {
   std::vector<JobRecord> queue;      // in placement order
   std::map<std::string, int> jobs_by_state;
   ExecutorCluster executor;  // the executor's own cluster (Slurm's nodes and queue), if any
+  // Set while the executor does not answer: "Slurm's controller has not answered for 42 s
+  // (scontrol ping: …)"; `executor` is then its last answer, from `executor_age_s` ago.
+  std::string executor_trouble;
+  int64_t executor_age_s = 0;
 };
 
 // What /metrics shows (DESIGN.md §9), taken in one pass under the lock.
@@ -147,6 +164,8 @@ class Coordinator {
   // For tests and benchmarks: run one control-loop pass now.
   void TickForTest();
   void ForgiveSilenceForTest(int64_t gap_ms) { ForgiveSilence(gap_ms); }
+  // How often the control loop found that matbertd itself had not run.
+  int ForgivenGapsForTest() const { return forgiven_gaps_.load(); }
 
  private:
   // What the coordinator knows of a rank of the live attempt, beside its WorkerProcess.
@@ -154,6 +173,8 @@ class Coordinator {
     bool registered = false;
     int64_t last_heartbeat_ms = 0;  // or when it was started, before it registered
     bool ended = false;
+    bool waiting = false;       // the last poll found it held in the executor's queue
+    bool seen_running = false;  // a poll found it running (its executor answered)
     bool reported_exit = false;
     int reported_code = 0;
     std::string reported_message;
@@ -162,8 +183,13 @@ class Coordinator {
   struct LiveAttempt {
     AttemptRecord record;         // record.workers: what the executor started, by rank
     std::vector<RankLive> ranks;  // one per worker
-    bool stopping = false;        // SIGTERM sent
-    bool killed = false;          // SIGKILL sent
+    bool launching = false;       // placed; its Start has not returned yet (no workers)
+    bool start_taken = false;     // the executor thread has taken the start
+    bool check_fits = false;      // ask CheckFits first (submission could not ask it)
+    bool never_fits = false;      // CheckFits refused it: the job fails without a retry
+    std::vector<int> devices;     // placed on these (indices into options_.devices)
+    bool stopping = false;        // SIGTERM sent (or queued)
+    bool killed = false;          // SIGKILL sent (or queued)
     int64_t kill_at_ms = 0;       // when to send SIGKILL
     std::string failure;          // first cause of failure; empty if none
     std::string waiting;          // why the executor has not started the ranks yet, if it said
@@ -172,29 +198,68 @@ class Coordinator {
     JobRecord record;
     std::vector<AttemptRecord> attempts;  // finished ones; the live one is in `live`
     std::unique_ptr<LiveAttempt> live;
+    bool fits_unchecked = false;  // submitted while the executor could not be asked
     // Latest metrics records for /metrics (not persisted: refilled by the next report).
     std::map<std::string, double> latest_train, latest_eval;
   };
+  // An executor call decided under the lock and made outside it.
+  struct SignalOrder {
+    AttemptRecord attempt;
+    int signal = 0;
+  };
+  struct StartOrder {
+    std::string job_id;
+    int attempt = 0;
+    JobRecord job;                    // a copy, as it was placed
+    std::vector<DeviceInfo> devices;  // what it was placed on
+    bool check_fits = false;
+  };
+  struct StartResult {
+    StartOrder order;
+    absl::Status fits;  // CheckFits, when asked; INVALID_ARGUMENT: never fits
+    Executor::Started started;
+    std::string failure;  // the attempt cannot run (no port, no start); "" = started
+    ResumePoint resume;
+  };
+  struct PollResult {
+    std::string job_id;
+    int attempt = 0;
+    std::vector<ProcessStatus> statuses;
+  };
+
   Coordinator(CoordinatorOptions options, Executor* executor, std::unique_ptr<JobStore> store);
   absl::Status Recover();
   void ControlLoop();
-  void Tick();
-  // Storing when the disk is full (or the database fails): matbertd's own writes wait in
-  // memory (unsaved_jobs_, unstored_events_) and the control loop stores them, in order, once
-  // it can (StoreWhatWaits); ranks' reports are refused meanwhile, so ranks keep and resend
-  // them. Nothing is acknowledged before it is stored.
+  void ExecutorLoop();
+  // One pass of each thread's work (TickForTest runs both, in this order).
+  void ControlPass();
+  void ExecutorPass();
+  // Outside the lock: everything a start needs that is slow (checkpoint hashes, the fit
+  // check, the executor's Start).
+  StartResult Launch(StartOrder order);
+  void ApplyStart(StartResult result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyPoll(const PollResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Heartbeat silence and kill deadlines of one live attempt, from what is known now.
+  void CheckTimers(JobEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PlaceJobs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The executor's trouble now ("" when it answers); see CoordinatorOptions::executor_stall_ms.
+  std::string ExecutorTrouble() const;
+  // Bookkeeping of an executor call around `call` (what a stall report names).
+  template <typename F>
+  auto CallExecutor(const char* what, F call) const -> decltype(call());
+  // The executor did not answer (`why`), from `since_ms` (steady clock; 0 = now) until a
+  // prompt ping.
+  void NoteUnanswered(const std::string& why, int64_t since_ms = 0) const;
+  void QueueSignal(const AttemptRecord& attempt, int signal) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeExecutor() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Writes to the store go through journal_ (store_journal.h): queued under the lock, stored
+  // by Publish after it is released.
   void SaveAttempt(const AttemptRecord& attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void NoteStoreFailure(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StoreWhatWaits() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  struct UnstoredEvent {
-    int64_t time_ms = 0;
-    std::string kind, payload;
-  };
   // The control loop did not run for `gap_ms` (matbertd stopped, frozen or starved): the ranks'
   // heartbeats of that time went unheard through no fault of theirs, so their silence counts
   // from now.
   void ForgiveSilence(int64_t gap_ms);
-  void PollAttempt(JobEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartAttempt(JobEntry& entry, const std::vector<int>& devices)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopAttempt(LiveAttempt& live, const std::string& failure, bool force)
@@ -203,11 +268,16 @@ class Coordinator {
   void SetState(JobEntry& entry, JobState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SaveJob(const JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stores an event. matbertd's own (no dedupe key) always succeed, waiting in memory when
-  // the store cannot take them; a rank's report (dedupe key) is UNAVAILABLE then.
-  absl::Status AppendEvent(const std::string& job_id, const std::string& kind,
-                           const std::string& payload, const std::string& dedupe_key = "")
+  // Queues an event of matbertd's own: stored by the next Publish, kept through an outage.
+  void AppendEvent(const std::string& job_id, const std::string& kind, const std::string& payload)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a rank's report (`dedupe_key` makes a resend a no-op); its ticket is for
+  // ReportOutcome after the Publish that stores it.
+  int64_t AppendReport(const std::string& job_id, const std::string& kind,
+                       const std::string& payload, const std::string& dedupe_key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK once the report is stored; UNAVAILABLE (send it again) when the store refused it.
+  absl::Status ReportOutcome(int64_t ticket);
   absl::StatusOr<LiveAttempt*> LiveFor(const WorkerKey& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's entry; NOT_FOUND naming the id when there is none.
   absl::StatusOr<JobEntry*> FindJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -216,7 +286,8 @@ class Coordinator {
   JobView ViewOf(const JobEntry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Now() const { return options_.now_ms(); }
-  // Releases `lock` (held on mu_), then wakes the watchers of jobs that got events.
+  // Releases `lock` (held on mu_), stores what was queued meanwhile (journal_), then wakes
+  // the watchers of jobs that got events.
   void Publish(std::unique_lock<std::mutex>& lock);
 
   const CoordinatorOptions options_;
@@ -226,18 +297,32 @@ class Coordinator {
 
   mutable std::mutex mu_;
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
+  // Ids handed out to submissions still being written (outside the lock).
+  std::set<std::string> reserved_ids_ ABSL_GUARDED_BY(mu_);
   // Jobs with a live attempt: what the control loop polls (not every job ever submitted).
   std::set<std::string> live_jobs_ ABSL_GUARDED_BY(mu_);
   GangScheduler scheduler_ ABSL_GUARDED_BY(mu_);
   int64_t next_order_ ABSL_GUARDED_BY(mu_) = 1;
-  bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<std::string> unsaved_jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::deque<UnstoredEvent>> unstored_events_ ABSL_GUARDED_BY(mu_);
-  bool store_failing_ ABSL_GUARDED_BY(mu_) = false;
-  std::condition_variable cv_;
+  bool wake_control_ ABSL_GUARDED_BY(mu_) = false;
+  bool wake_executor_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<SignalOrder> signals_ ABSL_GUARDED_BY(mu_);      // in the order decided
+  std::vector<std::string> start_queue_ ABSL_GUARDED_BY(mu_);  // placed jobs, in order
+  StoreJournal journal_;  // thread-safe; its writes happen outside mu_
+  std::condition_variable control_cv_, executor_cv_;
 
-  std::thread control_;
+  // The executor's health, read without the lock (steady-clock ms; 0 = none).
+  mutable std::atomic<int64_t> call_since_ms_{0};        // the call in flight started then
+  mutable std::atomic<const char*> call_what_{""};       // "poll", "start", …
+  mutable std::atomic<int64_t> unanswered_since_ms_{0};  // a call found it not answering then
+  mutable std::mutex health_mu_;  // taken after mu_ where both are held, never before
+  mutable std::string unanswered_why_ ABSL_GUARDED_BY(health_mu_);
+  mutable ExecutorCluster last_cluster_ ABSL_GUARDED_BY(health_mu_);
+  mutable int64_t last_cluster_ms_ ABSL_GUARDED_BY(health_mu_) = 0;  // steady clock
+  int64_t last_ping_ms_ = 0;                                         // executor thread only
+  std::atomic<int> forgiven_gaps_{0};
+
+  std::thread control_, executor_thread_;
 };
 
 }  // namespace matbert

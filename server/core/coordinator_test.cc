@@ -7,73 +7,34 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "server/executor/delayed_executor.h"
+#include "server/testing/scripted_executor.h"
+#include "server/testing/test_dir.h"
 
 namespace matbert {
 namespace {
 
-// Ranks that exist only in this table, with pids 100, 101, … in the order they start.
-// Thread-compatible (tests drive one thread).
-class ScriptedExecutor : public Executor {
- public:
-  Started Start(const AttemptPlan& plan) override {
-    Started started;
-    for (const RankLaunch& rank : plan.ranks) {
-      if (fail_starts > 0) {
-        --fail_starts;
-        started.status = absl::NotFoundError(absl::StrCat(
-            "cannot start rank ", rank.rank, ": cannot start /nonexistent/matbert-worker"));
-        break;
-      }
-      launched.push_back(rank);
-      const int pid = next_pid++;
-      started.workers.push_back({rank.rank, pid, 1000 + pid});
-    }
-    return started;
-  }
-  std::vector<ProcessStatus> Poll(const AttemptRecord& attempt) override {
-    std::vector<ProcessStatus> out;
-    for (const WorkerProcess& w : attempt.workers) {
-      auto it = status.find(w.pid);
-      out.push_back(it == status.end() ? ProcessStatus{} : it->second);
-    }
-    return out;
-  }
-  // Recorded as (rank 0's pid, signal).
-  void Signal(const AttemptRecord& attempt, int signal) override {
-    signals.push_back({attempt.workers.empty() ? 0 : attempt.workers[0].pid, signal});
-  }
-  absl::Status Adopt(const AttemptRecord& attempt) override {
-    adopted.push_back(attempt.job_id);
-    return absl::OkStatus();
-  }
-  void ExitAll(int code) {
-    for (int pid = 100; pid < next_pid; ++pid) status[pid] = {ProcessStatus::kExited, code};
-  }
-
-  int fail_starts = 0;
-  int next_pid = 100;
-  std::vector<RankLaunch> launched;
-  std::map<int, ProcessStatus> status;
-  std::vector<std::pair<pid_t, int>> signals;
-  std::vector<std::string> adopted;
-};
-
 class CoordinatorTest : public testing::Test {
  protected:
   void SetUp() override {
-    state_dir_ = absl::StrCat(testing::TempDir(), "/coordinator_test_", getpid(), "_",
-                              testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(state_dir_);
+    state_dir_ = FreshTestDir("coordinator_test");
     spec_ = *ReadFileToString(std::string(MATBERT_SOURCE_DIR) + "/configs/bert_matcomp_cpu.toml");
   }
 
-  std::unique_ptr<Coordinator> Open(int devices = 2) {
+  // `threads`: the coordinator's own control and executor threads on the real clock, as in
+  // matbertd; else nothing runs but TickForTest, on the test's clock.
+  std::unique_ptr<Coordinator> Open(int devices = 2, Executor* executor = nullptr,
+                                    bool threads = false) {
     CoordinatorOptions options;
     options.state_dir = state_dir_;
     options.worker_path = "/usr/bin/matbert-worker";
@@ -83,10 +44,16 @@ class CoordinatorTest : public testing::Test {
     options.heartbeat_timeout_s = 30;
     options.grace_period_s = 10;
     options.now_ms = [this] { return now_ms_; };
+    if (threads) {
+      options.control_thread = true;
+      options.tick_ms = 20;
+      options.executor_stall_ms = 1000;
+      options.now_ms = nullptr;
+    }
     for (int i = 0; i < devices; ++i) {
       options.devices.push_back({absl::StrCat("cpu:", i), "cpu", i, "CPU slot", 0});
     }
-    auto c = Coordinator::Create(options, &executor_);
+    auto c = Coordinator::Create(options, executor ? executor : &executor_);
     EXPECT_TRUE(c.ok()) << c.status();
     return std::move(*c);
   }
@@ -222,6 +189,7 @@ TEST_F(CoordinatorTest, CancelWaitsTheGracePeriodThenKills) {
   c->TickForTest();
   ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
   ASSERT_TRUE(c->Cancel(id, false).ok());
+  c->TickForTest();  // the executor thread's work: the signal is sent outside the lock
   EXPECT_EQ(executor_.signals, (std::vector<std::pair<pid_t, int>>{{100, SIGTERM}}));
   now_ms_ += 9'000;
   c->TickForTest();
@@ -312,11 +280,15 @@ TEST_F(CoordinatorTest, RanksHeldInTheExecutorsQueueAreNotSilent) {
   c->TickForTest();
   EXPECT_TRUE(executor_.signals.empty()) << "waiting is not silence";
   const JobView view = *c->Get(id);
-  EXPECT_EQ(view.job.state, JobState::kStarting);
-  EXPECT_EQ(States(*c, id), (std::vector<std::string>{"QUEUED", "STARTING", "STARTING"}))
+  EXPECT_EQ(view.job.state, JobState::kPending);
+  EXPECT_EQ(view.job.reason, "attempt 1 waits: Slurm job 7 is PENDING (Resources)");
+  EXPECT_EQ(States(*c, id), (std::vector<std::string>{"QUEUED", "STARTING", "PENDING"}))
       << "one state event for the reason, not one per poll";
   // Once started, silence counts from then.
   executor_.status[100] = {ProcessStatus::kRunning, 0};
+  c->TickForTest();
+  EXPECT_EQ(c->Get(id)->job.state, JobState::kStarting);
+  EXPECT_EQ(c->Get(id)->job.reason, "attempt 1: the scripted executor started its ranks");
   now_ms_ += 29'000;
   c->TickForTest();
   EXPECT_TRUE(executor_.signals.empty());
@@ -356,6 +328,159 @@ TEST_F(CoordinatorTest, QueueOrderAndBadSpecs) {
   EXPECT_NE(escape.status().message().find("matrix.dataset"), std::string::npos);
   EXPECT_EQ(c->Cluster().queue.size(), 4u);
   EXPECT_EQ(c->Get(running)->queue_position, 0);
+}
+
+// Polls `done` every 10 ms for up to `seconds`.
+bool WaitFor(const std::function<bool()>& done, double seconds = 30) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+// The stalled controller: every Start and Poll (and fit check) takes 5 s. Reads,
+// heartbeats and submissions answer meanwhile; the second job waits QUEUED naming the
+// executor, and runs once it answers; nothing starts twice; no "did not run" warning.
+TEST_F(CoordinatorTest, ReadsReportsAndSubmissionsDoNotWaitForAStalledExecutor) {
+  std::atomic<int> delay_ms{0};
+  DelayedExecutor slow(&executor_, [&] { return delay_ms.load(); });
+  auto c = Open(/*devices=*/2, &slow, /*threads=*/true);
+  const std::string first = Submit(*c, {"job.max_restarts=0"});
+  delay_ms.store(5000);  // from here on, the start of `first` and every poll are slow
+  ASSERT_TRUE(WaitFor([&] { return c->Get(first)->job.state == JobState::kStarting; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // past executor_stall_ms
+
+  std::vector<double> ms;
+  std::string second;
+  for (int i = 0; i < 200; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(c->Get(first).ok());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (i == 100) {
+      const auto s0 = std::chrono::steady_clock::now();
+      second = Submit(*c, {"job.max_restarts=0"});
+      EXPECT_LT(std::chrono::steady_clock::now() - s0, std::chrono::milliseconds(500))
+          << "the submission asked the stalled executor";
+      const JobView queued = *c->Get(second);
+      EXPECT_EQ(queued.job.state, JobState::kQueued);
+      EXPECT_NE(queued.job.reason.find("waits for the scripted executor, which has not answered "
+                                       "for "),
+                std::string::npos)
+          << queued.job.reason;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::sort(ms.begin(), ms.end());
+  EXPECT_LT(ms[197], 50) << "p99 of GetJob while the executor sleeps";
+
+  // The start returns; the rank registers and heartbeats while every poll sleeps.
+  ASSERT_TRUE(WaitFor([&] { return executor_.Launched() == 1; }));
+  for (int i = 0; i < 20; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto beat = i == 0 ? c->Register({first, 1, 0}, 100).status() : c->Heartbeat({first, 1, 0}, i);
+    ASSERT_TRUE(beat.ok()) << beat;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(c->Get(first)->job.state, JobState::kRunning);
+  EXPECT_EQ(c->Cluster().holders, std::vector<std::string>({first, ""}))
+      << "the second job is not placed while the executor does not answer";
+  EXPECT_FALSE(c->Cluster().executor_trouble.empty());
+
+  delay_ms.store(0);
+  ASSERT_TRUE(WaitFor([&] { return executor_.Launched() == 2; })) << "answers again: it starts";
+  executor_.ExitAll(0);
+  ASSERT_TRUE(WaitFor([&] {
+    return c->Get(first)->job.state == JobState::kSucceeded &&
+           c->Get(second)->job.state == JobState::kSucceeded;
+  }));
+  EXPECT_EQ(executor_.Launched(), 2u) << "nothing started twice";
+  EXPECT_EQ(c->Get(first)->attempts.size(), 1u);
+  EXPECT_EQ(c->ForgivenGapsForTest(), 0) << "a slow executor is not matbertd not running";
+}
+
+// Cancel arrives while the executor is inside Start (which holds no lock of the
+// coordinator's: the cancel would deadlock otherwise). It is applied when the start returns.
+TEST_F(CoordinatorTest, ACancelDuringTheStartIsAppliedWhenTheStartReturns) {
+  auto c = Open();
+  const std::string id = Submit(*c, {"job.gpus=2"});
+  executor_.on_start = [&] {
+    auto cancelled = c->Cancel(id, false);
+    ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+    EXPECT_EQ(cancelled->job.state, JobState::kStarting);
+  };
+  c->TickForTest();
+  ASSERT_EQ(executor_.launched.size(), 2u);
+  c->TickForTest();
+  EXPECT_EQ(executor_.signals, (std::vector<std::pair<pid_t, int>>{{100, SIGTERM}}));
+  executor_.ExitAll(0);
+  c->TickForTest();
+  const JobView view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kCancelled);
+  ASSERT_EQ(view.attempts.size(), 1u);
+  EXPECT_EQ(view.attempts[0].state, JobState::kCancelled);
+}
+
+// A submission the executor could not check is accepted, and checked before it starts: one
+// that can never run then fails, naming why, without a rank or a retry.
+TEST_F(CoordinatorTest, AJobTheExecutorCouldNotCheckIsCheckedBeforeItStarts) {
+  auto c = Open();
+  executor_.fits = {absl::UnavailableError("cannot ask Slurm: timed out"),
+                    absl::InvalidArgumentError("job.nodes = 1, job.gpus = 1: Slurm would never "
+                                               "run it: Requested node configuration is not "
+                                               "available")};
+  const std::string id = Submit(*c, {"job.max_restarts=3"});
+  const JobView queued = *c->Get(id);
+  EXPECT_EQ(queued.job.state, JobState::kQueued);
+  EXPECT_EQ(queued.job.reason,
+            "waits for the scripted executor, which has not answered for 0 s (cannot ask Slurm: "
+            "timed out)");
+  c->TickForTest();  // the executor answers a ping: the job is placed
+  c->TickForTest();  // and checked before anything starts
+  const JobView view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kFailed);
+  EXPECT_NE(view.job.failure.find("Requested node configuration is not available"),
+            std::string::npos)
+      << view.job.failure;
+  EXPECT_EQ(view.attempts.size(), 1u) << "no retry of what can never run";
+  EXPECT_TRUE(executor_.launched.empty());
+}
+
+// An executor call slower than executor_stall_ms: nothing new starts until a ping answers.
+TEST_F(CoordinatorTest, NothingStartsUntilASlowExecutorAnswersAPing) {
+  std::atomic<int> delay_ms{0};
+  DelayedExecutor slow(&executor_, [&] { return delay_ms.load(); });
+  auto c = Open(/*devices=*/2, &slow, /*threads=*/true);
+  const std::string first = Submit(*c, {});
+  ASSERT_TRUE(WaitFor([&] { return executor_.Launched() == 1; }));
+  {
+    std::lock_guard<std::mutex> lock(executor_.mu);
+    executor_.ping = absl::UnavailableError("controller is down");
+  }
+  delay_ms.store(1500);  // one slow poll is enough
+  std::this_thread::sleep_for(std::chrono::milliseconds(1700));
+  delay_ms.store(0);
+  const std::string second = Submit(*c, {});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(executor_.Launched(), 1u);
+  EXPECT_NE(c->Get(second)->job.reason.find(
+                "waits for the scripted executor, which has not answered for "),
+            std::string::npos)
+      << c->Get(second)->job.reason;
+  EXPECT_TRUE(WaitFor(
+      [&] { return c->Get(second)->job.reason.find("controller is down") != std::string::npos; },
+      5))
+      << "the ping's own words: " << c->Get(second)->job.reason;
+  {
+    std::lock_guard<std::mutex> lock(executor_.mu);
+    executor_.ping = absl::OkStatus();
+  }
+  EXPECT_TRUE(WaitFor([&] { return executor_.Launched() == 2; }, 10));
+  EXPECT_TRUE(c->Cluster().executor_trouble.empty());
+  (void)first;
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/run_layout.h"
 #include "gtest/gtest.h"
+#include "server/testing/test_dir.h"
 
 namespace matbert {
 namespace {
@@ -17,9 +18,7 @@ namespace {
 class RunFilesTest : public testing::Test {
  protected:
   void SetUp() override {
-    run_dir_ = absl::StrCat(testing::TempDir(), "/run_files_test_", getpid(), "_",
-                            testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(run_dir_);
+    run_dir_ = FreshTestDir("run_files_test");
     std::filesystem::create_directories(run_dir_ + "/logs");
   }
   void Append(int rank, const std::string& text) {

@@ -71,9 +71,18 @@ struct ExecutorCluster {
   std::vector<QueueEntry> queue;
 };
 
+// Thread safety: the coordinator calls Start, Poll, Signal and Adopt from one thread at a
+// time (its executor thread, never under its lock); CheckFits, Ping and DescribeCluster may
+// be called from other threads at the same time, so they must be thread-safe.
 class Executor {
  public:
   virtual ~Executor() = default;
+
+  // What runs the ranks, for messages: "Slurm's controller", "the local executor".
+  virtual std::string Name() const { return "the executor"; }
+  // Whether the executor can be asked anything now: UNAVAILABLE saying why when it cannot
+  // (Slurm's controller does not answer). Cheap when it can; bounded when it cannot.
+  virtual absl::Status Ping() { return absl::OkStatus(); }
 
   struct Started {
     // The ranks that started, by rank: those before the first that could not start, too, so
@@ -91,10 +100,12 @@ class Executor {
   // After a restart of matbertd: takes over the attempt's ranks, which may have ended since
   // (Poll then says kGone, or what it can learn).
   virtual absl::Status Adopt(const AttemptRecord& attempt) = 0;
-  // Whether a job of `nodes` × `ranks_per_node` ranks could ever run here; checked at
-  // submission so that it fails then, not by waiting forever. INVALID_ARGUMENT saying why.
   // The cluster behind the executor, for GetCluster; the local executor has none.
   virtual ExecutorCluster DescribeCluster() { return {}; }
+  // Whether a job of `nodes` × `ranks_per_node` ranks could ever run here; checked at
+  // submission so that it fails then, not by waiting forever. INVALID_ARGUMENT saying why;
+  // UNAVAILABLE when the executor cannot be asked now (the job is then checked before it
+  // starts).
   virtual absl::Status CheckFits(int nodes, int ranks_per_node) {
     (void)nodes;
     (void)ranks_per_node;

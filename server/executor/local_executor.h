@@ -14,6 +14,7 @@ namespace matbert {
 
 class LocalExecutor : public Executor {
  public:
+  std::string Name() const override { return "the local executor"; }
   Started Start(const AttemptPlan& plan) override;
   std::vector<ProcessStatus> Poll(const AttemptRecord& attempt) override;
   void Signal(const AttemptRecord& attempt, int signal) override;

@@ -54,6 +54,15 @@ std::string FirstLine(const CommandResult& r) {
 
 }  // namespace
 
+bool SlurmControllerUnreachable(const std::string& output) {
+  for (const char* words :
+       {"Socket timed out", "Unable to contact slurm controller", "Connection refused",
+        "Zero Bytes were transmitted", "Communication connection failure"}) {
+    if (absl::StrContains(output, words)) return true;
+  }
+  return false;
+}
+
 SlurmJobInfo ParseScontrolJob(const std::string& line) {
   SlurmJobInfo info;
   for (absl::string_view word : absl::StrSplit(line, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
@@ -303,8 +312,20 @@ std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
       // Forgotten by Slurm (MinJobAge passed): how it ended can no longer be learnt.
       status = {ProcessStatus::kGone, 0,
                 absl::StrCat("Slurm job ", id, " is no longer known to Slurm")};
+    } else {
+      // scontrol failing otherwise (slurmctld stopped or restarting) says nothing of the
+      // job: what was last seen holds, and the next poll asks again.
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = seen_.find(id);
+      if (it != seen_.end())
+        return std::vector<ProcessStatus>(attempt.workers.size(), it->second.status);
+      return std::vector<ProcessStatus>(
+          attempt.workers.size(),
+          ProcessStatus{
+              ProcessStatus::kWaiting, 0,
+              absl::StrCat("Slurm job ", id, " has not been seen yet (scontrol: ",
+                           r.ok() ? FirstLine(*r) : std::string(r.status().message()), ")")});
     }
-    // scontrol failing otherwise (slurmctld restarting): ask again next time.
   }
   std::lock_guard<std::mutex> lock(mu_);
   seen_[id] = {NowMs(), status};
@@ -386,10 +407,10 @@ ExecutorCluster SlurmExecutor::DescribeCluster() {
   cluster.backend = "slurm";
   std::vector<std::string> sinfo = {"sinfo", "-h", "-N", "-o", "%N|%T|%c|%C|%G|%P"};
   if (!options_.partition.empty()) sinfo.push_back("--partition=" + options_.partition);
-  if (absl::StatusOr<CommandResult> r = RunCommand(sinfo, {}, 10000); r.ok() && r->exit_code == 0) {
+  if (absl::StatusOr<CommandResult> r = RunCommand(sinfo, {}, 5000); r.ok() && r->exit_code == 0) {
     cluster.nodes = ParseSinfoNodes(r->out);
   }
-  absl::StatusOr<CommandResult> q = RunCommand({"squeue", "-h", "-o", "%i|%j|%T|%r|%N"}, {}, 10000);
+  absl::StatusOr<CommandResult> q = RunCommand({"squeue", "-h", "-o", "%i|%j|%T|%r|%N"}, {}, 5000);
   if (q.ok() && q->exit_code == 0) {
     for (absl::string_view line : absl::StrSplit(q->out, '\n', absl::SkipWhitespace())) {
       std::vector<std::string> f = absl::StrSplit(absl::StripAsciiWhitespace(line), '|');
@@ -399,12 +420,24 @@ ExecutorCluster SlurmExecutor::DescribeCluster() {
   return cluster;
 }
 
+absl::Status SlurmExecutor::Ping() {
+  absl::StatusOr<CommandResult> r = RunCommand({"scontrol", "ping"}, {}, 3000);
+  if (r.ok() && r->exit_code == 0 && absl::StrContains(r->out, " is UP")) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("Slurm's controller does not answer (scontrol ping: ",
+                   r.ok() ? FirstLine(*r) : std::string(r.status().message()), ")"));
+}
+
 absl::Status SlurmExecutor::CheckFits(int nodes, int ranks_per_node) {
   std::vector<std::string> argv = SbatchArgs(nodes, ranks_per_node);
   argv.insert(argv.end(), {"--test-only", "--wrap=true"});
-  absl::StatusOr<CommandResult> r = RunCommand(argv, {}, 10000);
+  // A healthy controller answers at once; one that does not is no reason to refuse the job.
+  absl::StatusOr<CommandResult> r = RunCommand(argv, {}, 3000);
   if (!r.ok())
     return absl::UnavailableError(absl::StrCat("cannot ask Slurm: ", r.status().message()));
+  if (r->exit_code != 0 && SlurmControllerUnreachable(r->err + r->out)) {
+    return absl::UnavailableError(absl::StrCat("cannot ask Slurm: ", FirstLine(*r)));
+  }
   if (r->exit_code != 0) {
     return absl::InvalidArgumentError(absl::StrCat("job.nodes = ", nodes,
                                                    ", job.gpus = ", ranks_per_node,

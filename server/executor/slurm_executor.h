@@ -35,6 +35,10 @@ struct SlurmJobInfo {
   std::string node_list;  // NodeList=
   std::string std_out;    // StdOut=: the batch script's output, where srun names failed ranks
 };
+// Whether what a Slurm client printed on failing says that slurmctld did not answer (timed
+// out, refused, unreachable), as opposed to refusing the request.
+bool SlurmControllerUnreachable(const std::string& output);
+
 // Parses one line of `scontrol show job --oneliner` (KEY=value words).
 SlurmJobInfo ParseScontrolJob(const std::string& line);
 // How the ranks of a Slurm job in `info` are, as one ProcessStatus for all of them.
@@ -76,6 +80,9 @@ class SlurmExecutor : public Executor {
  public:
   explicit SlurmExecutor(SlurmOptions options) : options_(std::move(options)) {}
 
+  std::string Name() const override { return "Slurm's controller"; }
+  // `scontrol ping`: UNAVAILABLE when slurmctld does not say it is UP within 3 s.
+  absl::Status Ping() override;
   Started Start(const AttemptPlan& plan) override;
   std::vector<ProcessStatus> Poll(const AttemptRecord& attempt) override;
   void Signal(const AttemptRecord& attempt, int signal) override;

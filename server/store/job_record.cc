@@ -10,7 +10,7 @@ constexpr struct {
     {JobState::kQueued, "QUEUED"},       {JobState::kStarting, "STARTING"},
     {JobState::kRunning, "RUNNING"},     {JobState::kRetrying, "RETRYING"},
     {JobState::kSucceeded, "SUCCEEDED"}, {JobState::kFailed, "FAILED"},
-    {JobState::kCancelled, "CANCELLED"},
+    {JobState::kCancelled, "CANCELLED"}, {JobState::kPending, "PENDING"},
 };
 
 }  // namespace

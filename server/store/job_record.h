@@ -19,7 +19,8 @@ enum class JobState {
   kRetrying,
   kSucceeded,
   kFailed,
-  kCancelled
+  kCancelled,
+  kPending,  // its attempt waits in the executor's own queue (Slurm's), not in matbertd's
 };
 
 // "QUEUED", "RUNNING", …; the same names as the proto enum without its prefix.
@@ -44,6 +45,7 @@ struct JobRecord {
   double loss = 0;
   bool has_loss = false;
   std::string failure;       // why it failed or was cancelled
+  std::string reason;        // why it is in its state now: the latest state change's cause
   std::vector<int> devices;  // held device indices while STARTING/RUNNING
   int attempts = 0;          // attempts started so far
   bool cancel_requested = false;

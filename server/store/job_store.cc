@@ -12,10 +12,10 @@ namespace {
 using Json = nlohmann::json;
 
 // The layout below, with the event payloads of server/core/event_payload.h, is schema
-// version 4 (PRAGMA user_version). A file of version 0 is one written before versions were
+// version 5 (PRAGMA user_version). A file of version 0 is one written before versions were
 // recorded. Each version adds a migration to kMigrations; a file newer than this build is
 // refused, never rewritten.
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   attempts INTEGER NOT NULL,
   cancel_requested INTEGER NOT NULL,
   nodes INTEGER NOT NULL DEFAULT 1,
-  owner TEXT NOT NULL DEFAULT ''
+  owner TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS attempts (
   job_id TEXT NOT NULL,
@@ -151,6 +152,11 @@ ALTER TABLE attempts ADD COLUMN executor_ref TEXT NOT NULL DEFAULT '';
     // (owner ''), which only admins may act on.
     R"sql(
 ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+)sql",
+    // Version 4 -> 5: a job keeps the reason of its latest state (why it waits, or its
+    // latest change); older jobs have none until they change again. States may be PENDING.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 )sql"};
 
 }  // namespace
@@ -235,20 +241,27 @@ absl::Status JobStore::Exec(const char* sql) {
 absl::Status JobStore::InsertJob(const JobRecord& job) { return WriteJob(job, true); }
 absl::Status JobStore::UpdateJob(const JobRecord& job) { return WriteJob(job, false); }
 
+void JobStore::InjectWriteFault(std::function<absl::Status()> fault) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fault_ = std::move(fault);
+}
+
 absl::Status JobStore::WriteJob(const JobRecord& job, bool insert) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (fault_) RETURN_IF_ERROR(fault_());
   Statement st(db_, insert ? "INSERT INTO jobs (id, ord, name, kind, state, priority, "
                              "devices_requested, max_restarts, grace_period_s, spec_toml, "
                              "submit_ms, start_ms, end_ms, step, total_steps, loss, failure, "
-                             "devices, attempts, cancel_requested, nodes, owner) VALUES (?1, ?2, "
-                             "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-                             "?18, ?19, ?20, ?21, ?22)"
+                             "devices, attempts, cancel_requested, nodes, owner, reason) VALUES "
+                             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                             "?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
                            : "UPDATE jobs SET ord = ?2, name = ?3, kind = ?4, state = ?5, "
                              "priority = ?6, devices_requested = ?7, max_restarts = ?8, "
                              "grace_period_s = ?9, spec_toml = ?10, submit_ms = ?11, "
                              "start_ms = ?12, end_ms = ?13, step = ?14, total_steps = ?15, "
                              "loss = ?16, failure = ?17, devices = ?18, attempts = ?19, "
-                             "cancel_requested = ?20, nodes = ?21, owner = ?22 WHERE id = ?1");
+                             "cancel_requested = ?20, nodes = ?21, owner = ?22, reason = ?23 "
+                             "WHERE id = ?1");
   if (!st.ok()) return st.Error("prepare job write");
   st.Bind(1, job.id);
   st.Bind(2, job.order);
@@ -276,6 +289,7 @@ absl::Status JobStore::WriteJob(const JobRecord& job, bool insert) {
   st.Bind(20, int64_t{job.cancel_requested});
   st.Bind(21, int64_t{job.nodes});
   st.Bind(22, job.owner);
+  st.Bind(23, job.reason);
   const int rc = st.Step();
   if (rc == SQLITE_CONSTRAINT) {
     return absl::AlreadyExistsError(absl::StrCat("job ", job.id, " already exists"));
@@ -293,6 +307,7 @@ absl::Status JobStore::PutAttempt(const AttemptRecord& attempt) {
     workers.push_back({{"rank", w.rank}, {"pid", w.pid}, {"start_ticks", w.start_ticks}});
   }
   std::lock_guard<std::mutex> lock(mu_);
+  if (fault_) RETURN_IF_ERROR(fault_());
   Statement st(db_,
                "INSERT OR REPLACE INTO attempts (job_id, number, state, start_ms, end_ms, "
                "reason, resumed_from_step, interrupted, workers, run_end, executor_ref) VALUES "
@@ -317,6 +332,7 @@ absl::StatusOr<int64_t> JobStore::AppendEvent(const std::string& job_id, int64_t
                                               const std::string& kind, const std::string& payload,
                                               const std::string& dedupe_key) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (fault_) RETURN_IF_ERROR(fault_());
   const int64_t seq = last_seq_[job_id] + 1;
   Statement st(db_,
                "INSERT OR IGNORE INTO events (job_id, seq, time_ms, kind, payload, dedupe_key) "
@@ -368,7 +384,8 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadJobs() const {
   Statement st(db_,
                "SELECT id, ord, name, kind, state, priority, devices_requested, max_restarts, "
                "grace_period_s, spec_toml, submit_ms, start_ms, end_ms, step, total_steps, loss, "
-               "failure, devices, attempts, cancel_requested, nodes, owner FROM jobs ORDER BY ord");
+               "failure, devices, attempts, cancel_requested, nodes, owner, reason FROM jobs "
+               "ORDER BY ord");
   if (!st.ok()) return st.Error("prepare job read");
   std::vector<JobRecord> jobs;
   int rc;
@@ -397,6 +414,7 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::LoadJobs() const {
     job.cancel_requested = st.Int(19) != 0;
     job.nodes = static_cast<int>(st.Int(20));
     job.owner = st.Text(21);
+    job.reason = st.Text(22);
     jobs.push_back(std::move(job));
   }
   if (rc != SQLITE_DONE) return st.Error("read jobs");

@@ -5,6 +5,7 @@
 // Thread-safe: one connection behind a mutex.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,11 @@ class JobStore {
   absl::StatusOr<std::vector<JobRecord>> LoadJobs() const;
   absl::StatusOr<std::vector<AttemptRecord>> LoadAttempts(const std::string& job_id) const;
 
+  // Fault injection for tests: every write (InsertJob, UpdateJob, PutAttempt, AppendEvent)
+  // first asks `fault`, and a non-OK answer is that write's result, nothing written (e.g.
+  // RESOURCE_EXHAUSTED, as a full disk gives). Empty: no fault.
+  void InjectWriteFault(std::function<absl::Status()> fault);
+
  private:
   explicit JobStore(sqlite3* db) : db_(db) {}
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -61,6 +67,7 @@ class JobStore {
   mutable std::mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> last_seq_ ABSL_GUARDED_BY(mu_);
+  std::function<absl::Status()> fault_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace matbert

@@ -194,11 +194,12 @@ void RunSql(const std::string& path, const std::string& sql) {
 // A version-1 file: attempts without run_end (a finished run's end is in a summary event)
 // or executor_ref, jobs without nodes or owner.
 void MakeVersionOne(const std::string& path, int version = 1) {
-  RunSql(path, absl::StrCat("ALTER TABLE attempts DROP COLUMN run_end; ALTER TABLE attempts "
-                            "DROP COLUMN executor_ref; ALTER TABLE jobs DROP COLUMN nodes; "
-                            "ALTER TABLE jobs DROP COLUMN owner; "
-                            "PRAGMA user_version = ",
-                            version, ";"));
+  RunSql(path,
+         absl::StrCat("ALTER TABLE attempts DROP COLUMN run_end; ALTER TABLE attempts "
+                      "DROP COLUMN executor_ref; ALTER TABLE jobs DROP COLUMN nodes; "
+                      "ALTER TABLE jobs DROP COLUMN owner; ALTER TABLE jobs DROP COLUMN reason; "
+                      "PRAGMA user_version = ",
+                      version, ";"));
 }
 
 TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
@@ -206,7 +207,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 4);
+    EXPECT_EQ((*store)->SchemaVersion(), 5);
     ASSERT_TRUE((*store)->InsertJob(SampleJob("v1")).ok());
     ASSERT_TRUE((*store)->AppendEvent("v1", 5, "state", "{\"state\":\"QUEUED\"}").ok());
   }
@@ -216,7 +217,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   {
     auto store = JobStore::Open(path);
     ASSERT_TRUE(store.ok()) << store.status();
-    EXPECT_EQ((*store)->SchemaVersion(), 4);
+    EXPECT_EQ((*store)->SchemaVersion(), 5);
     auto job = (*store)->LoadJobs();
     ASSERT_TRUE(job.ok());
     ASSERT_EQ(job->size(), 1u);
@@ -232,7 +233,7 @@ TEST(JobStore, SchemaVersionIsRecordedOldFilesMigrateNewerOnesAreRefused) {
   EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(newer.status().message().find(path), std::string::npos) << newer.status();
   EXPECT_NE(newer.status().message().find("schema version 7 is newer"), std::string::npos);
-  EXPECT_NE(newer.status().message().find("(4)"), std::string::npos);
+  EXPECT_NE(newer.status().message().find("(5)"), std::string::npos);
 }
 
 TEST(JobStore, VersionTwoTakesEachAttemptsRunEndFromItsSummaryEvent) {

@@ -8,9 +8,9 @@
 matbert.hf.BertForMatrixRegression (needs the [hf] extra: torch, transformers) loads the
 checkpoints it trains; matbert.MatrixTokenizer tokenizes matrices as the service does."""
 from .client import Client
-from .errors import (ChecksumMismatch, InvalidSpec, JobCancelled, JobFailed, JobNotFound,
-                     MatbertError, PermissionDenied, ResourceExhausted, Unauthenticated,
-                     Unavailable)
+from .errors import (ChecksumMismatch, DeadlineExceeded, InvalidSpec, JobCancelled, JobFailed,
+                     JobNotFound, MatbertError, PermissionDenied, ResourceExhausted,
+                     Unauthenticated, Unavailable)
 from .events import CheckpointSaved, LogLine, MetricsReported, StateChanged
 from .job import FINAL_STATES, Job
 from .tokenizer import MatrixTokenizer
@@ -20,6 +20,6 @@ API_VERSION = "matbert.v1"  # the gRPC package this client speaks
 
 __all__ = ["Client", "Job", "FINAL_STATES", "MatrixTokenizer", "StateChanged",
            "MetricsReported", "CheckpointSaved", "LogLine", "MatbertError", "Unavailable",
-           "Unauthenticated", "PermissionDenied", "JobNotFound", "InvalidSpec",
+           "DeadlineExceeded",           "Unauthenticated", "PermissionDenied", "JobNotFound", "InvalidSpec",
            "ResourceExhausted", "JobFailed", "JobCancelled", "ChecksumMismatch",
            "API_VERSION", "__version__"]

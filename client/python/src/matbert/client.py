@@ -71,10 +71,11 @@ class Client:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     def _call(self, method, request, timeout=None):
+        timeout = timeout or self.timeout
         try:
-            return method(request, timeout=timeout or self.timeout, metadata=self._metadata())
+            return method(request, timeout=timeout, metadata=self._metadata())
         except grpc.RpcError as err:
-            raise errors.from_rpc_error(err, self.addr, self.addr_source) from None
+            raise errors.from_rpc_error(err, self.addr, self.addr_source, timeout) from None
 
     def _follow(self, open_stream, on_item):
         """Yields the items of streams opened by open_stream(), reopening it while the daemon

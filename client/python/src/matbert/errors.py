@@ -25,6 +25,17 @@ class Unavailable(MatbertError):
         self.addr, self.addr_source = addr, addr_source
 
 
+class DeadlineExceeded(Unavailable):
+    """The daemon was reached but did not answer within the call's timeout (it is running but
+    stopped or overloaded). A kind of Unavailable, so code that retries those retries this."""
+
+    def __init__(self, message, addr, addr_source, timeout, code=None):
+        MatbertError.__init__(
+            self, f"matbertd at {addr} (from {addr_source}) did not answer within "
+            f"{timeout:g} s: {message}", code)
+        self.addr, self.addr_source, self.timeout = addr, addr_source, timeout
+
+
 class Unauthenticated(MatbertError):
     """The daemon wants a (different) token: pass token= or set MATBERT_TOKEN."""
 
@@ -80,9 +91,12 @@ _BY_CODE = {
 }
 
 
-def from_rpc_error(err, addr, addr_source):
-    """The exception for a grpc.RpcError raised by a call to the daemon at `addr`."""
+def from_rpc_error(err, addr, addr_source, timeout=None):
+    """The exception for a grpc.RpcError raised by a call to the daemon at `addr` that had
+    `timeout` seconds."""
     code, details = err.code(), err.details() or str(err)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and timeout:
+        return DeadlineExceeded(details, addr, addr_source, timeout, code)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return Unavailable(details, addr, addr_source, code)
     return _BY_CODE.get(code, MatbertError)(details, code)

@@ -6,7 +6,8 @@ FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
 class Job:
-    """id, name, owner, kind, state ("RUNNING", ...), step, total_steps, loss, failure, priority,
+    """id, name, owner, kind, state ("RUNNING", "PENDING", ...), reason (why it is in that
+    state: what a waiting job waits for), step, total_steps, loss, failure, priority,
     devices, attempts (list of dicts), max_restarts, queue_position, run_dir, spec_toml
     (GetJob only), submit_time/start_time/end_time (Unix seconds or None). `proto` is the
     matbert.v1.Job message itself."""
