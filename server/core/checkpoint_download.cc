@@ -35,21 +35,23 @@ absl::StatusOr<std::optional<CheckpointDownload::Chunk>> CheckpointDownload::Nex
   while (file_ < files_.size() && offset_ >= files_[file_].size) {
     ++file_;
     offset_ = 0;
+    fd_.Reset();
   }
   if (file_ == files_.size()) return std::optional<Chunk>();
   const FileDigest& f = files_[file_];
-  const std::string path = dir_.path + "/" + f.name;
-  // Opened per chunk: a download holds no descriptor between writes to a slow client.
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    return absl::AbortedError(
-        absl::StrCat("checkpoint step ", dir_.step, " was removed during the download; try again"));
+  if (!fd_.valid()) {
+    const std::string path = dir_.path + "/" + f.name;
+    fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd_.valid()) {
+      return absl::AbortedError(absl::StrCat("checkpoint step ", dir_.step,
+                                             " was removed during the download; try again"));
+    }
   }
   Chunk chunk;
   chunk.file = f.name;
   chunk.offset = offset_;
   chunk.data.resize(std::min<int64_t>(max_bytes, f.size - offset_));
-  const ssize_t n = ::pread(fd.get(), chunk.data.data(), chunk.data.size(), offset_);
+  const ssize_t n = ::pread(fd_.get(), chunk.data.data(), chunk.data.size(), offset_);
   if (n <= 0) {
     return absl::DataLossError(absl::StrCat("cannot read ", f.name, " of step ", dir_.step,
                                             " at byte ", offset_, " of ", f.size));

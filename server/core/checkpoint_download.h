@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/unique_fd.h"
 #include "server/core/run_files.h"
 
 namespace matbert {
@@ -32,9 +33,10 @@ class CheckpointDownload {
     int64_t offset = 0;
     std::string data;  // at most the `max_bytes` asked for; never empty
   };
-  // The next chunk, file by file in manifest order; nullopt after the last. ABORTED when a
-  // file went away since Open (keep-K removed the checkpoint), DATA_LOSS when one is shorter
-  // than its manifest says.
+  // The next chunk, file by file in manifest order; nullopt after the last. Each file stays
+  // open while it is read, so removing the checkpoint then (keep-K) does not cut it short;
+  // ABORTED when a file was gone before its first chunk, DATA_LOSS when one is shorter than
+  // its manifest says.
   absl::StatusOr<std::optional<Chunk>> Next(size_t max_bytes);
 
  private:
@@ -45,6 +47,7 @@ class CheckpointDownload {
   std::vector<FileDigest> files_;
   size_t file_ = 0;     // the file being read
   int64_t offset_ = 0;  // in it
+  UniqueFd fd_;         // open on files_[file_] once its first chunk is read
 };
 
 }  // namespace matbert

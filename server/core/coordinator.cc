@@ -125,8 +125,12 @@ absl::Status Coordinator::Recover() {
       entry.attempts = std::move(attempts);
       continue;
     }
-    auto live = std::make_unique<LiveAttempt>();
+    entry.live = std::make_unique<LiveAttempt>();
+    LiveAttempt* live = entry.live.get();
+    live_jobs_.insert(r.id);
     live->record = attempts.back();
+    live->grace_period_s = r.grace_period_s;
+    live->devices = r.devices;
     attempts.pop_back();
     entry.attempts = std::move(attempts);
     live->ranks.resize(live->record.workers.size());
@@ -137,17 +141,15 @@ absl::Status Coordinator::Recover() {
       live->record.interrupted = true;
     } else if (absl::Status adopted = executor_->Adopt(live->record); !adopted.ok()) {
       live->record.interrupted = true;
-      StopAttempt(*live, absl::StrCat("cannot adopt the attempt's ranks: ", adopted.message()),
+      StopAttempt(entry, absl::StrCat("cannot adopt the attempt's ranks: ", adopted.message()),
                   /*force=*/true);
     }
     if (absl::Status held = scheduler_.Hold(r.id, r.devices); !held.ok()) {
       live->failure = absl::StrCat("its devices changed across a daemon restart: ", held.message());
       live->record.interrupted = true;
-      StopAttempt(*live, live->failure, /*force=*/true);
+      StopAttempt(entry, live->failure, /*force=*/true);
     }
-    if (r.cancel_requested) StopAttempt(*live, "cancelled by a client", false);
-    entry.live = std::move(live);
-    live_jobs_.insert(r.id);
+    if (r.cancel_requested) StopAttempt(entry, "cancelled by a client", false);
   }
   return absl::OkStatus();
 }
@@ -300,7 +302,7 @@ absl::StatusOr<JobView> Coordinator::Cancel(const std::string& job_id, bool forc
   } else if (entry.live) {
     SaveJob(entry.record);
     // While its start is in flight the signals wait for its ranks (ApplyStart).
-    StopAttempt(*entry.live, "cancelled by a client", force);
+    StopAttempt(entry, "cancelled by a client", force);
   }
   JobView view = ViewOf(entry);
   wake_control_ = true;
@@ -442,6 +444,7 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   live->record.start_ms = Now();
   live->record.state = JobState::kStarting;
   live->launching = true;
+  live->grace_period_s = job.grace_period_s;
   live->devices = devices;
   live->check_fits = entry.fits_unchecked;
   job.devices = devices;
@@ -470,8 +473,13 @@ Coordinator::StartResult Coordinator::Launch(StartOrder order) {
     result.fits = CallExecutor("fit check", [&] {
       return executor_->CheckFits(job.nodes, job.devices_requested / job.nodes);
     });
-    if (absl::IsUnavailable(result.fits)) NoteUnanswered(std::string(result.fits.message()));
-    if (!result.fits.ok() && !absl::IsUnavailable(result.fits)) {
+    if (absl::IsUnavailable(result.fits)) {
+      NoteUnanswered(std::string(result.fits.message()));
+      result.retry = std::string(result.fits.message());
+      result.order = std::move(order);
+      return result;
+    }
+    if (!result.fits.ok()) {
       result.failure = std::string(result.fits.message());
       result.order = std::move(order);
       return result;
@@ -502,7 +510,12 @@ Coordinator::StartResult Coordinator::Launch(StartOrder order) {
   const AttemptPlan plan = PlanAttempt(job, input);
   if (result.failure.empty()) {
     result.started = CallExecutor("start", [&] { return executor_->Start(plan); });
-    if (!result.started.status.ok()) result.failure = std::string(result.started.status.message());
+    if (absl::IsUnavailable(result.started.status) && result.started.workers.empty()) {
+      NoteUnanswered(std::string(result.started.status.message()));
+      result.retry = std::string(result.started.status.message());
+    } else if (!result.started.status.ok()) {
+      result.failure = std::string(result.started.status.message());
+    }
   }
   result.resume.step = plan.resumed_from_step;  // what the ranks were told
   result.order = std::move(order);
@@ -517,40 +530,47 @@ void Coordinator::ApplyStart(StartResult result) {
   }
   JobEntry& entry = it->second;
   LiveAttempt& live = *entry.live;
-  live.launching = false;
+  if (!result.retry.empty()) {
+    // Placed it stays; started once the executor answers (a stop meanwhile drops it).
+    live.start_taken = false;
+    start_queue_.insert(start_queue_.begin(), entry.record.id);
+    entry.record.reason = absl::StrCat("attempt ", live.record.number, " waits for ",
+                                       executor_->Name(), ": ", result.retry);
+    return;
+  }
   if (result.order.check_fits && result.fits.ok()) entry.fits_unchecked = false;
-  live.record.resumed_from_step = result.resume.step > 0 ? result.resume.step : 0;
-  live.record.workers = std::move(result.started.workers);
-  live.record.executor_ref = std::move(result.started.executor_ref);
-  live.ranks.resize(live.record.workers.size());
-  for (RankLive& rank : live.ranks) rank.last_heartbeat_ms = Now();
-  SaveAttempt(live.record);
-  if (!result.failure.empty() && !result.fits.ok() && !absl::IsUnavailable(result.fits)) {
-    live.never_fits = true;
+  StartOutcome outcome;
+  outcome.workers = std::move(result.started.workers);
+  outcome.executor_ref = std::move(result.started.executor_ref);
+  outcome.resumed_from_step = result.resume.step;
+  outcome.failure = result.failure;
+  outcome.never_fits =
+      !result.failure.empty() && !result.fits.ok() && !absl::IsUnavailable(result.fits);
+  const std::string starting = absl::StrCat(
+      "attempt ", live.record.number, " on ",
+      absl::StrJoin(live.devices, ",",
+                    [this](std::string* out, int d) { out->append(options_.devices[d].id); }),
+      result.resume.step > 0 ? absl::StrCat(", resuming from step ", result.resume.step) : "",
+      result.resume.skipped.empty()
+          ? ""
+          : absl::StrCat(" (skipped corrupt checkpoint ",
+                         absl::StrJoin(result.resume.skipped, "; "), ")"));
+  Apply(entry, Started(live, std::move(outcome), starting, Now()));
+}
+
+void Coordinator::Apply(JobEntry& entry, AttemptEffects effects) {
+  LiveAttempt& live = *entry.live;
+  for (int signal : effects.signals) QueueSignal(live.record, signal);
+  if (effects.save) SaveAttempt(live.record);
+  if (!effects.warning.empty()) {
+    spdlog::warn("job {} attempt {}: {}", entry.record.id, live.record.number, effects.warning);
   }
-  SetState(entry, JobState::kStarting,
-           absl::StrCat("attempt ", live.record.number, " on ",
-                        absl::StrJoin(live.devices, ",",
-                                      [this](std::string* out, int d) {
-                                        out->append(options_.devices[d].id);
-                                      }),
-                        live.record.resumed_from_step > 0
-                            ? absl::StrCat(", resuming from step ", live.record.resumed_from_step)
-                            : "",
-                        result.resume.skipped.empty()
-                            ? ""
-                            : absl::StrCat(" (skipped corrupt checkpoint ",
-                                           absl::StrJoin(result.resume.skipped, "; "), ")")));
-  // Cancelled (or stopped) while it was being started: the signals it missed go now.
-  const bool was_stopping = live.stopping, was_killed = live.killed;
-  live.stopping = live.killed = false;
-  if (!result.failure.empty()) {
-    StopAttempt(live, result.failure, /*force=*/true);
-  } else if (was_stopping) {
-    StopAttempt(live, live.failure, was_killed);
+  if (effects.state) {
+    SetState(entry, *effects.state, effects.reason);
+  } else if (!effects.reason.empty()) {
+    entry.record.reason = effects.reason;
   }
-  // Nothing started: nothing to wait for.
-  if (live.record.workers.empty()) FinishAttempt(entry);
+  if (effects.finished) FinishAttempt(entry);
 }
 
 void Coordinator::QueueSignal(const AttemptRecord& attempt, int signal) {
@@ -564,106 +584,17 @@ void Coordinator::WakeExecutor() {
   executor_cv_.notify_all();
 }
 
-void Coordinator::StopAttempt(LiveAttempt& live, const std::string& failure, bool force) {
-  if (live.failure.empty()) live.failure = failure;
-  if (live.launching) {
-    // Its ranks are not known yet: ApplyStart sends what was decided here.
-    live.stopping = true;
-    live.killed = live.killed || force;
-    return;
-  }
-  if (!live.stopping) {
-    live.stopping = true;
-    live.kill_at_ms = Now() + int64_t{1000} * jobs_.at(live.record.job_id).record.grace_period_s;
-    QueueSignal(live.record, SIGTERM);
-  }
-  if (force && !live.killed) {
-    live.killed = true;
-    QueueSignal(live.record, SIGKILL);
-  }
-}
-
-void Coordinator::CheckTimers(JobEntry& entry) {
-  LiveAttempt& live = *entry.live;
-  if (live.launching) return;
-  const int64_t now = Now();
-  // Ranks that talk to us (registered), or that a poll found running: a rank whose
-  // executor has not said it runs (held in its queue, or the executor does not answer)
-  // cannot be silent. Ended ones are the poll's to judge.
-  std::vector<RankPulse> running;
-  for (size_t i = 0; i < live.ranks.size(); ++i) {
-    const RankLive& rank = live.ranks[i];
-    if (rank.ended || rank.waiting || !(rank.registered || rank.seen_running)) continue;
-    running.push_back({live.record.workers[i].rank, rank.registered, rank.last_heartbeat_ms});
-  }
-  if (std::optional<std::string> silent = SilenceOf(running, now, options_.heartbeat_timeout_s);
-      silent && !live.stopping) {
-    spdlog::warn("job {} attempt {}: {}; stopping the attempt", entry.record.id, live.record.number,
-                 *silent);
-    entry.record.reason = *silent;
-    StopAttempt(live, *silent, /*force=*/true);
-  }
-  if (live.stopping && !live.killed && now >= live.kill_at_ms) {
-    live.killed = true;
-    QueueSignal(live.record, SIGKILL);
-  }
+void Coordinator::StopAttempt(JobEntry& entry, const std::string& failure, bool force) {
+  Apply(entry, Stop(*entry.live, failure, force, Now()));
 }
 
 void Coordinator::ApplyPoll(const PollResult& result) {
   auto it = jobs_.find(result.job_id);
-  if (it == jobs_.end() || !it->second.live) return;
-  JobEntry& entry = it->second;
-  LiveAttempt& live = *entry.live;
-  if (live.record.number != result.attempt || live.launching ||
-      result.statuses.size() != live.ranks.size()) {
+  if (it == jobs_.end() || !it->second.live || it->second.live->record.number != result.attempt) {
     return;
   }
-  const int64_t now = Now();
-  std::vector<RankEnd> ended;  // ranks found ended in this pass
-  bool any_running = false;
-  for (size_t i = 0; i < live.ranks.size(); ++i) {
-    RankLive& rank = live.ranks[i];
-    if (rank.ended) continue;
-    const ProcessStatus& status = result.statuses[i];
-    const int number = live.record.workers[i].rank;
-    if (status.kind == ProcessStatus::kWaiting) {
-      // Held by the executor's own queue: silence counts from when the rank starts.
-      rank.waiting = true;
-      rank.last_heartbeat_ms = now;
-      if (status.why != live.waiting && !live.stopping) {
-        live.waiting = status.why;
-        SetState(entry, JobState::kPending,
-                 absl::StrCat("attempt ", live.record.number, " waits: ", live.waiting));
-      }
-      any_running = true;
-      continue;
-    }
-    if (status.kind == ProcessStatus::kRunning) {
-      if (rank.waiting) rank.last_heartbeat_ms = now;  // started just now
-      rank.waiting = false;
-      rank.seen_running = true;
-      any_running = true;
-      continue;
-    }
-    rank.ended = true;
-    ended.push_back({number, status, rank.reported_exit, rank.reported_code, rank.reported_message,
-                     rank.reported_at_ms});
-  }
-  if (entry.record.state == JobState::kPending && !live.stopping &&
-      std::none_of(live.ranks.begin(), live.ranks.end(),
-                   [](const RankLive& r) { return r.waiting; })) {
-    live.waiting.clear();
-    SetState(entry, JobState::kStarting,
-             absl::StrCat("attempt ", live.record.number, ": ", executor_->Name(),
-                          " started its ranks"));
-  }
-  if (std::optional<AttemptFailure> failed = FailureOf(ended, live.record.run_end);
-      failed && !live.stopping) {
-    live.record.interrupted = failed->interrupted;
-    entry.record.reason = failed->reason;
-    StopAttempt(live, failed->reason, false);
-  }
-  if (!any_running) FinishAttempt(entry);
+  JobEntry& entry = it->second;
+  Apply(entry, Polled(*entry.live, result.statuses, entry.record.state, executor_->Name(), Now()));
 }
 
 void Coordinator::FinishAttempt(JobEntry& entry) {
@@ -696,7 +627,7 @@ void Coordinator::FinishAttempt(JobEntry& entry) {
   wake_control_ = true;  // devices came free
 }
 
-absl::StatusOr<Coordinator::LiveAttempt*> Coordinator::LiveFor(const WorkerKey& worker) {
+absl::StatusOr<LiveAttempt*> Coordinator::LiveFor(const WorkerKey& worker) {
   ASSIGN_OR_RETURN(JobEntry * entry, FindJob(worker.job_id));
   LiveAttempt* live = entry->live.get();
   if (live == nullptr || live->record.number != worker.attempt) {
@@ -713,27 +644,14 @@ absl::StatusOr<Coordinator::LiveAttempt*> Coordinator::LiveFor(const WorkerKey& 
 absl::StatusOr<int> Coordinator::Register(const WorkerKey& worker, int pid) {
   std::unique_lock<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(LiveAttempt * live, LiveFor(worker));
-  RankLive& rank = live->ranks[worker.rank];
   // Executors that know their ranks' pids (the local one) check them.
   const int known_pid = live->record.workers[worker.rank].pid;
   if (pid > 0 && known_pid > 0 && pid != known_pid) {
     return absl::FailedPreconditionError(absl::StrCat(
         "rank ", worker.rank, " of job ", worker.job_id, " is pid ", known_pid, ", not ", pid));
   }
-  rank.registered = true;
-  rank.last_heartbeat_ms = Now();
   JobEntry& entry = jobs_.at(worker.job_id);
-  const bool all = std::all_of(live->ranks.begin(), live->ranks.end(),
-                               [](const RankLive& r) { return r.registered; });
-  if (all && !live->stopping &&
-      (entry.record.state == JobState::kStarting || entry.record.state == JobState::kPending)) {
-    live->record.state = JobState::kRunning;
-    SaveAttempt(live->record);
-    SetState(entry, JobState::kRunning,
-             live->ranks.size() == 1
-                 ? std::string("the rank registered")
-                 : absl::StrCat("all ", live->ranks.size(), " ranks registered"));
-  }
+  Apply(entry, Registered(*live, worker.rank, entry.record.state, Now()));
   Publish(lock);
   return options_.heartbeat_interval_ms;
 }
@@ -813,14 +731,15 @@ absl::Status Coordinator::ReportExit(const WorkerKey& worker, int exit_code,
   rank.reported_code = exit_code;
   rank.reported_message = message;
   rank.reported_at_ms = Now();
+  int64_t ticket = 0;
   if (worker.rank == 0 && run_end != RunEnd::kUnknown) {
-    // Stored at once: a restarted daemon that finds the rank gone must still know the run
-    // finished.
+    // Stored before the rank hears OK: a restarted daemon that finds the rank gone must still
+    // know the run finished. Refused, the rank sends it again.
     live->record.run_end = run_end;
-    SaveAttempt(live->record);
+    ticket = journal_.SaveAttempt(live->record, /*ticketed=*/true);
   }
   Publish(lock);
-  return absl::OkStatus();
+  return ticket == 0 ? absl::OkStatus() : ReportOutcome(ticket);
 }
 
 // ---- control loop -----------------------------------------------------------------------
@@ -891,20 +810,24 @@ void Coordinator::PlaceJobs() {
 void Coordinator::ControlPass() {
   std::unique_lock<std::mutex> lock(mu_);
   // Publish stores what was decided here, and retries what a refusing store left queued.
-  for (const std::string& id : live_jobs_) CheckTimers(jobs_.at(id));
+  for (const std::string& id : live_jobs_) {
+    JobEntry& entry = jobs_.at(id);
+    Apply(entry, Timers(*entry.live, Now(), options_.heartbeat_timeout_s));
+  }
   PlaceJobs();
   Publish(lock);
 }
 
 std::string Coordinator::ExecutorTrouble() const {
   const int64_t now = SteadyNowMs();
-  const int64_t since = call_since_ms_.load();
-  if (since > 0 && now - since > options_.executor_stall_ms) {
-    return absl::StrCat(executor_->Name(), ", which has not answered for ", (now - since) / 1000,
-                        " s (", call_what_.load(), ")");
+  std::lock_guard<std::mutex> health(health_mu_);
+  // The oldest call in flight, whichever thread made it.
+  if (!in_flight_.empty() && now - in_flight_.begin()->first > options_.executor_stall_ms) {
+    return absl::StrCat(executor_->Name(), ", which has not answered for ",
+                        (now - in_flight_.begin()->first) / 1000, " s (",
+                        in_flight_.begin()->second, ")");
   }
   if (const int64_t unanswered = unanswered_since_ms_.load(); unanswered > 0) {
-    std::lock_guard<std::mutex> health(health_mu_);
     return absl::StrCat(executor_->Name(), ", which has not answered for ",
                         (now - unanswered) / 1000, " s (", unanswered_why_, ")");
   }
@@ -915,12 +838,17 @@ template <typename F>
 auto Coordinator::CallExecutor(const char* what, F call) const -> decltype(call()) {
   // Calls from several threads (fit checks, cluster descriptions) may overlap: the oldest
   // one in flight is the one that says how long the executor has not answered.
-  int64_t expected = 0;
   const int64_t started = SteadyNowMs();
-  const bool mine = call_since_ms_.compare_exchange_strong(expected, started);
-  if (mine) call_what_.store(what);
+  std::multimap<int64_t, const char*>::iterator mine;
+  {
+    std::lock_guard<std::mutex> health(health_mu_);
+    mine = in_flight_.emplace(started, what);
+  }
   absl::Cleanup done = [&] {
-    if (mine) call_since_ms_.store(0);
+    {
+      std::lock_guard<std::mutex> health(health_mu_);
+      in_flight_.erase(mine);
+    }
     if (SteadyNowMs() - started > options_.executor_stall_ms) {
       // Slow enough to count as not answering until a ping says otherwise.
       NoteUnanswered(absl::StrCat("a ", what, " took ", (SteadyNowMs() - started) / 1000, " s"),
@@ -939,7 +867,30 @@ void Coordinator::NoteUnanswered(const std::string& why, int64_t since_ms) const
                executor_->Name(), why);
 }
 
+void Coordinator::PingIfUnanswered() {
+  const int64_t unanswered = unanswered_since_ms_.load();
+  if (unanswered == 0 || SteadyNowMs() - last_ping_ms_ < kPingIntervalMs) return;
+  last_ping_ms_ = SteadyNowMs();
+  absl::Status ping = CallExecutor("ping", [this] { return executor_->Ping(); });
+  // A ping that took longer than a stall is no answer either.
+  const bool prompt = SteadyNowMs() - last_ping_ms_ <= options_.executor_stall_ms;
+  std::lock_guard<std::mutex> health(health_mu_);
+  if (ping.ok() && prompt && unanswered_since_ms_.load() == unanswered) {
+    spdlog::info("{} answers again (after {} s)", executor_->Name(),
+                 (SteadyNowMs() - unanswered) / 1000);
+    unanswered_since_ms_.store(0);
+    unanswered_why_.clear();
+  } else if (!ping.ok()) {
+    unanswered_why_ = std::string(ping.message());
+  }
+}
+
 void Coordinator::ExecutorPass() {
+  // An executor that did not answer is asked again now and then; until it answers nothing
+  // is started (a start it carried out late, unseen, would run the job twice) and nothing
+  // is polled (each poll would wait out its timeout): signals still go.
+  PingIfUnanswered();
+  const bool unanswered = unanswered_since_ms_.load() > 0;
   std::vector<SignalOrder> signals;
   std::vector<StartOrder> starts;
   std::vector<PollResult> polls;  // statuses filled outside the lock
@@ -947,9 +898,10 @@ void Coordinator::ExecutorPass() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     signals.swap(signals_);
-    // Starts in the order they were placed; one cancelled before it was taken is dropped.
-    std::vector<std::string> placed;
+    // Starts in the order they were placed; one stopped before it was taken is dropped.
+    std::vector<std::string> placed, later;
     placed.swap(start_queue_);
+    const bool troubled = !ExecutorTrouble().empty();
     for (const std::string& id : placed) {
       JobEntry& entry = jobs_.at(id);
       if (!entry.live || !entry.live->launching || entry.live->start_taken) continue;
@@ -959,35 +911,21 @@ void Coordinator::ExecutorPass() {
         FinishAttempt(entry);
         continue;
       }
+      if (troubled) {
+        later.push_back(id);
+        continue;
+      }
       live.start_taken = true;
       StartOrder order{id, live.record.number, entry.record, {}, live.check_fits};
       for (int d : live.devices) order.devices.push_back(options_.devices[d]);
       starts.push_back(std::move(order));
     }
+    start_queue_.insert(start_queue_.begin(), later.begin(), later.end());
     for (const std::string& id : live_jobs_) {
       const LiveAttempt& live = *jobs_.at(id).live;
-      if (live.launching) continue;
+      if (live.launching || unanswered) continue;
       polls.push_back({id, live.record.number, {}});
       to_poll.push_back(live.record);
-    }
-  }
-  // An executor that did not answer: asked again now and then, and nothing else is started
-  // until it does (the starts taken above still go: they were placed while it answered).
-  if (const int64_t unanswered = unanswered_since_ms_.load(); unanswered > 0) {
-    if (SteadyNowMs() - last_ping_ms_ >= kPingIntervalMs) {
-      last_ping_ms_ = SteadyNowMs();
-      absl::Status ping = CallExecutor("ping", [this] { return executor_->Ping(); });
-      // A ping that took longer than a stall is no answer either.
-      const bool prompt = SteadyNowMs() - last_ping_ms_ <= options_.executor_stall_ms;
-      std::lock_guard<std::mutex> health(health_mu_);
-      if (ping.ok() && prompt && unanswered_since_ms_.load() == unanswered) {
-        spdlog::info("{} answers again (after {} s)", executor_->Name(),
-                     (SteadyNowMs() - unanswered) / 1000);
-        unanswered_since_ms_.store(0);
-        unanswered_why_.clear();
-      } else if (!ping.ok()) {
-        unanswered_why_ = std::string(ping.message());
-      }
     }
   }
   for (const SignalOrder& s : signals) {
@@ -996,13 +934,30 @@ void Coordinator::ExecutorPass() {
       return 0;
     });
   }
+  // Each start checks again: the one before may have found the executor not answering.
   std::vector<StartResult> started;
-  for (StartOrder& order : starts) started.push_back(Launch(std::move(order)));
+  std::vector<StartOrder> not_started;
+  for (StartOrder& order : starts) {
+    if (!ExecutorTrouble().empty()) {
+      not_started.push_back(std::move(order));
+      continue;
+    }
+    started.push_back(Launch(std::move(order)));
+  }
   for (size_t i = 0; i < polls.size(); ++i) {
     polls[i].statuses = CallExecutor("poll", [&] { return executor_->Poll(to_poll[i]); });
   }
   std::unique_lock<std::mutex> lock(mu_);
   for (StartResult& result : started) ApplyStart(std::move(result));
+  for (auto it = not_started.rbegin(); it != not_started.rend(); ++it) {
+    auto entry = jobs_.find(it->job_id);
+    if (entry == jobs_.end() || !entry->second.live ||
+        entry->second.live->record.number != it->attempt) {
+      continue;
+    }
+    entry->second.live->start_taken = false;
+    start_queue_.insert(start_queue_.begin(), it->job_id);
+  }
   for (const PollResult& result : polls) ApplyPoll(result);
   // Attempts that ended freed devices: place what waits at once, not a tick later.
   PlaceJobs();

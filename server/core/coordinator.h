@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "common/worker_report.h"
 #include "server/core/admission.h"
+#include "server/core/attempt_machine.h"
 #include "server/core/attempt_policy.h"
 #include "server/core/devices.h"
 #include "server/core/event_log.h"
@@ -168,32 +169,6 @@ class Coordinator {
   int ForgivenGapsForTest() const { return forgiven_gaps_.load(); }
 
  private:
-  // What the coordinator knows of a rank of the live attempt, beside its WorkerProcess.
-  struct RankLive {
-    bool registered = false;
-    int64_t last_heartbeat_ms = 0;  // or when it was started, before it registered
-    bool ended = false;
-    bool waiting = false;       // the last poll found it held in the executor's queue
-    bool seen_running = false;  // a poll found it running (its executor answered)
-    bool reported_exit = false;
-    int reported_code = 0;
-    std::string reported_message;
-    int64_t reported_at_ms = 0;  // when its ReportExit arrived
-  };
-  struct LiveAttempt {
-    AttemptRecord record;         // record.workers: what the executor started, by rank
-    std::vector<RankLive> ranks;  // one per worker
-    bool launching = false;       // placed; its Start has not returned yet (no workers)
-    bool start_taken = false;     // the executor thread has taken the start
-    bool check_fits = false;      // ask CheckFits first (submission could not ask it)
-    bool never_fits = false;      // CheckFits refused it: the job fails without a retry
-    std::vector<int> devices;     // placed on these (indices into options_.devices)
-    bool stopping = false;        // SIGTERM sent (or queued)
-    bool killed = false;          // SIGKILL sent (or queued)
-    int64_t kill_at_ms = 0;       // when to send SIGKILL
-    std::string failure;          // first cause of failure; empty if none
-    std::string waiting;          // why the executor has not started the ranks yet, if it said
-  };
   struct JobEntry {
     JobRecord record;
     std::vector<AttemptRecord> attempts;  // finished ones; the live one is in `live`
@@ -220,6 +195,9 @@ class Coordinator {
     Executor::Started started;
     std::string failure;  // the attempt cannot run (no port, no start); "" = started
     ResumePoint resume;
+    // The executor did not answer (its fit check, or a start that started nothing): the
+    // attempt stays placed and is started once it answers, using no restart.
+    std::string retry;
   };
   struct PollResult {
     std::string job_id;
@@ -234,13 +212,15 @@ class Coordinator {
   // One pass of each thread's work (TickForTest runs both, in this order).
   void ControlPass();
   void ExecutorPass();
+  // Asks an executor marked as not answering whether it does again (every 2 s at most).
+  void PingIfUnanswered();
   // Outside the lock: everything a start needs that is slow (checkpoint hashes, the fit
   // check, the executor's Start).
   StartResult Launch(StartOrder order);
   void ApplyStart(StartResult result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyPoll(const PollResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Heartbeat silence and kill deadlines of one live attempt, from what is known now.
-  void CheckTimers(JobEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Carries out what a transition of the entry's live attempt (attempt_machine.h) says.
+  void Apply(JobEntry& entry, AttemptEffects effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PlaceJobs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The executor's trouble now ("" when it answers); see CoordinatorOptions::executor_stall_ms.
   std::string ExecutorTrouble() const;
@@ -262,7 +242,7 @@ class Coordinator {
   void ForgiveSilence(int64_t gap_ms);
   void StartAttempt(JobEntry& entry, const std::vector<int>& devices)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StopAttempt(LiveAttempt& live, const std::string& failure, bool force)
+  void StopAttempt(JobEntry& entry, const std::string& failure, bool force)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishAttempt(JobEntry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetState(JobEntry& entry, JobState state, const std::string& reason)
@@ -312,10 +292,10 @@ class Coordinator {
   std::condition_variable control_cv_, executor_cv_;
 
   // The executor's health, read without the lock (steady-clock ms; 0 = none).
-  mutable std::atomic<int64_t> call_since_ms_{0};        // the call in flight started then
-  mutable std::atomic<const char*> call_what_{""};       // "poll", "start", …
   mutable std::atomic<int64_t> unanswered_since_ms_{0};  // a call found it not answering then
   mutable std::mutex health_mu_;  // taken after mu_ where both are held, never before
+  // Executor calls in flight, by start (steady clock): "poll", "start", …
+  mutable std::multimap<int64_t, const char*> in_flight_ ABSL_GUARDED_BY(health_mu_);
   mutable std::string unanswered_why_ ABSL_GUARDED_BY(health_mu_);
   mutable ExecutorCluster last_cluster_ ABSL_GUARDED_BY(health_mu_);
   mutable int64_t last_cluster_ms_ ABSL_GUARDED_BY(health_mu_) = 0;  // steady clock

@@ -449,6 +449,34 @@ TEST_F(CoordinatorTest, AJobTheExecutorCouldNotCheckIsCheckedBeforeItStarts) {
   EXPECT_TRUE(executor_.launched.empty());
 }
 
+// A start that got no answer (UNAVAILABLE, nothing started) uses no restart: the attempt
+// stays placed and starts once the executor answers a ping.
+TEST_F(CoordinatorTest, AStartWithoutAnAnswerIsMadeAgainOnceTheExecutorAnswers) {
+  auto c = Open();
+  executor_.unanswered_starts = 1;
+  executor_.ping = absl::UnavailableError("controller is down");
+  const std::string id = Submit(*c, {"job.max_restarts=0"});
+  c->TickForTest();
+  EXPECT_TRUE(executor_.launched.empty());
+  JobView view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kStarting);
+  EXPECT_EQ(view.job.reason,
+            "attempt 1 waits for the scripted executor: sbatch did not get an answer: timed out");
+  c->TickForTest();
+  EXPECT_TRUE(executor_.launched.empty()) << "not while pings fail";
+  executor_.ping = absl::OkStatus();
+  now_ms_ += 1000;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));  // the ping interval
+  c->TickForTest();
+  ASSERT_EQ(executor_.launched.size(), 1u);
+  ASSERT_TRUE(c->Register({id, 1, 0}, 100).ok());
+  executor_.ExitAll(0);
+  c->TickForTest();
+  view = *c->Get(id);
+  EXPECT_EQ(view.job.state, JobState::kSucceeded) << view.job.failure;
+  EXPECT_EQ(view.attempts.size(), 1u);
+}
+
 // An executor call slower than executor_stall_ms: nothing new starts until a ping answers.
 TEST_F(CoordinatorTest, NothingStartsUntilASlowExecutorAnswersAPing) {
   std::atomic<int> delay_ms{0};

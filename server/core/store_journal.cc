@@ -22,12 +22,28 @@ int64_t StoreJournal::InsertJob(const JobRecord& job) {
 
 void StoreJournal::SaveJob(const JobRecord& job) {
   std::lock_guard<std::mutex> lock(mu_);
+  // The newest record goes last, after the events that led to it.
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    const auto* queued = std::get_if<JobWrite>(&it->what);
+    if (queued != nullptr && it->ticket == 0 && !queued->insert && queued->job.id == job.id) {
+      queue_.erase(it);
+      break;
+    }
+  }
   Queue({JobWrite{job, false}, 0});
 }
 
-void StoreJournal::SaveAttempt(const AttemptRecord& attempt) {
+int64_t StoreJournal::SaveAttempt(const AttemptRecord& attempt, bool ticketed) {
   std::lock_guard<std::mutex> lock(mu_);
-  Queue({attempt, 0});
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    const auto* queued = std::get_if<AttemptRecord>(&it->what);
+    if (queued != nullptr && it->ticket == 0 && queued->job_id == attempt.job_id &&
+        queued->number == attempt.number) {
+      queue_.erase(it);
+      break;
+    }
+  }
+  return Queue({attempt, ticketed ? next_ticket_++ : 0});
 }
 
 int64_t StoreJournal::AppendEvent(const std::string& job_id, int64_t time_ms,

@@ -34,9 +34,12 @@ class StoreJournal {
 
   // Queue a write; each returns a ticket for Outcome when `ticketed`, else 0 (matbertd's own
   // write, kept through an outage). A new job's insert is always ticketed.
+  // A record write replaces an older one of the same job or attempt still queued (matbertd's
+  // own: not a ticketed one), and goes last: an outage keeps one record each, not one per
+  // change, and a record is never stored ahead of the events queued before it.
   int64_t InsertJob(const JobRecord& job);
   void SaveJob(const JobRecord& job);
-  void SaveAttempt(const AttemptRecord& attempt);
+  int64_t SaveAttempt(const AttemptRecord& attempt, bool ticketed = false);
   // An event of the job. `dedupe_key` (a rank's report: its key makes a resend a no-op) or
   // `ticketed` give a ticket. `job_ended`: no event follows, so the job's memory copy in the
   // log closes once this one is stored.

@@ -42,6 +42,8 @@ struct ProcessStatus {
     kExited,    // exit code in `code`
     kSignaled,  // signal number in `code`
     kGone,      // not ours to wait for and no longer alive: its exit status is unknown
+    kUnknown,   // the executor cannot say now (its controller does not answer): what was
+                // known of the rank holds
   };
   ProcessStatus() = default;
   ProcessStatus(Kind kind, int code, std::string why = "")

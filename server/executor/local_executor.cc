@@ -29,6 +29,8 @@ std::string ProcessStatus::Describe() const {
       return absl::StrCat("was killed by signal ", code, " (", strsignal(code), ")");
     case kGone:
       return "ended (exit status unknown)";
+    case kUnknown:
+      return "is in a state the executor cannot say now";
   }
   return "?";
 }

@@ -253,11 +253,45 @@ Executor::Started SlurmExecutor::Start(const AttemptPlan& plan) {
                "--chdir=" + plan.run_dir,
                absl::StrCat("--output=", plan.run_dir, "/logs/sbatch-", plan.attempt, ".log"),
                script_path});
+  const std::string name = absl::StrCat("matbert-", plan.job_id, "-", plan.attempt);
+  bool maybe_submitted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    maybe_submitted = maybe_submitted_.contains(name);
+  }
+  if (maybe_submitted) {
+    // An earlier sbatch of this attempt did not answer, yet may have reached Slurm: never
+    // submit it twice.
+    absl::StatusOr<CommandResult> q =
+        RunCommand({"squeue", "-h", "-n", name, "-o", "%i"}, {}, 5000);
+    if (!q.ok() || q->exit_code != 0) {
+      started.status = absl::UnavailableError(absl::StrCat(
+          "cannot ask Slurm whether ", name,
+          " was submitted: ", q.ok() ? FirstLine(*q) : std::string(q.status().message())));
+      return started;
+    }
+    const std::string found(absl::StripAsciiWhitespace(q->out.substr(0, q->out.find('\n'))));
+    std::lock_guard<std::mutex> lock(mu_);
+    maybe_submitted_.erase(name);
+    if (!found.empty()) {
+      started.executor_ref = found;
+      for (const RankLaunch& rank : plan.ranks) started.workers.push_back({rank.rank, 0, 0});
+      return started;
+    }
+  }
   absl::StatusOr<CommandResult> r = RunCommand(argv, env);
-  if (!r.ok() || r->exit_code != 0) {
+  if (!r.ok() || (r->exit_code != 0 && SlurmControllerUnreachable(r->err + r->out))) {
+    // No answer (or a timeout, after which the job may still arrive): ask before the next try.
+    std::lock_guard<std::mutex> lock(mu_);
+    maybe_submitted_.insert(name);
     started.status = absl::UnavailableError(
-        absl::StrCat("sbatch refused the attempt: ",
+        absl::StrCat("sbatch did not get an answer from Slurm's controller: ",
                      r.ok() ? FirstLine(*r) : std::string(r.status().message())));
+    return started;
+  }
+  if (r->exit_code != 0) {
+    started.status =
+        absl::FailedPreconditionError(absl::StrCat("sbatch refused the attempt: ", FirstLine(*r)));
     return started;
   }
   started.executor_ref =
@@ -269,6 +303,7 @@ Executor::Started SlurmExecutor::Start(const AttemptPlan& plan) {
 std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
   const std::string& id = attempt.executor_ref;
   ProcessStatus status;
+  RetrySignal(id);
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = seen_.find(id);
@@ -314,17 +349,12 @@ std::vector<ProcessStatus> SlurmExecutor::Poll(const AttemptRecord& attempt) {
                 absl::StrCat("Slurm job ", id, " is no longer known to Slurm")};
     } else {
       // scontrol failing otherwise (slurmctld stopped or restarting) says nothing of the
-      // job: what was last seen holds, and the next poll asks again.
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = seen_.find(id);
-      if (it != seen_.end())
-        return std::vector<ProcessStatus>(attempt.workers.size(), it->second.status);
+      // job: what was known holds, and the next poll asks again.
       return std::vector<ProcessStatus>(
           attempt.workers.size(),
-          ProcessStatus{
-              ProcessStatus::kWaiting, 0,
-              absl::StrCat("Slurm job ", id, " has not been seen yet (scontrol: ",
-                           r.ok() ? FirstLine(*r) : std::string(r.status().message()), ")")});
+          ProcessStatus{ProcessStatus::kUnknown, 0,
+                        absl::StrCat("scontrol: ",
+                                     r.ok() ? FirstLine(*r) : std::string(r.status().message()))});
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -342,9 +372,30 @@ void SlurmExecutor::Signal(const AttemptRecord& attempt, int signal) {
   std::vector<std::string> argv = {"scancel"};
   if (signal == SIGTERM) argv.push_back("--signal=TERM");
   argv.push_back(attempt.executor_ref);
-  (void)RunCommand(argv, {}, 10000);
+  absl::StatusOr<CommandResult> r = RunCommand(argv, {}, 10000);
   std::lock_guard<std::mutex> lock(mu_);
   seen_.erase(attempt.executor_ref);  // look again at once
+  if (!r.ok() || (r->exit_code != 0 && SlurmControllerUnreachable(r->err + r->out))) {
+    // Not delivered: sent again before each poll of the job until it is. A KILL outranks a
+    // TERM still waiting.
+    int& waiting = unsent_signals_[attempt.executor_ref];
+    if (waiting != SIGKILL) waiting = signal;
+  } else {
+    unsent_signals_.erase(attempt.executor_ref);
+  }
+}
+
+void SlurmExecutor::RetrySignal(const std::string& slurm_job) {
+  int signal = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = unsent_signals_.find(slurm_job);
+    if (it == unsent_signals_.end()) return;
+    signal = it->second;
+  }
+  AttemptRecord attempt;
+  attempt.executor_ref = slurm_job;
+  Signal(attempt, signal);
 }
 
 absl::Status SlurmExecutor::Adopt(const AttemptRecord& attempt) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,7 @@ class SlurmExecutor : public Executor {
 
  private:
   std::vector<std::string> SbatchArgs(int nodes, int ranks_per_node) const;
+  void RetrySignal(const std::string& slurm_job);
 
   const SlurmOptions options_;
   std::mutex mu_;
@@ -102,6 +104,11 @@ class SlurmExecutor : public Executor {
     ProcessStatus status;
   };
   std::map<std::string, Seen> seen_ ABSL_GUARDED_BY(mu_);  // by Slurm job id
+  // scancel that did not reach Slurm, by Slurm job id: sent again before the job's next poll.
+  std::map<std::string, int> unsent_signals_ ABSL_GUARDED_BY(mu_);
+  // Job names (matbert-<job>-<attempt>) whose sbatch did not answer: looked up before they
+  // are submitted again.
+  std::set<std::string> maybe_submitted_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace matbert

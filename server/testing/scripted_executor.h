@@ -38,6 +38,11 @@ class ScriptedExecutor : public Executor {
     if (hook) hook();
     std::lock_guard<std::mutex> lock(mu);
     Started started;
+    if (unanswered_starts > 0) {
+      --unanswered_starts;
+      started.status = absl::UnavailableError("sbatch did not get an answer: timed out");
+      return started;
+    }
     for (const RankLaunch& rank : plan.ranks) {
       if (fail_starts > 0) {
         --fail_starts;
@@ -100,6 +105,7 @@ class ScriptedExecutor : public Executor {
   // Guards everything below; tests driving one thread may read the fields directly.
   std::mutex mu;
   int fail_starts = 0;
+  int unanswered_starts = 0;  // starts that start nothing and say UNAVAILABLE
   int next_pid = 100;
   std::vector<absl::Status> fits;  // CheckFits answers, in turn; then OK
   absl::Status ping;               // what Ping says
