@@ -44,6 +44,7 @@ std::string Bytes(int64_t n) {
 std::string OwnerText(const std::string& owner) { return owner.empty() ? "-" : owner; }
 
 std::string DevicesText(const v1::Job& job) {
+  if (!job.nodes().empty()) return job.nodes();  // Slurm places the ranks on its nodes
   if (job.devices_size() > 0) {
     // "cpu:0", "cpu:1" → "cpu:0,1"
     const std::string& first = job.devices(0);
@@ -82,6 +83,7 @@ Json JobJson(const v1::Job& job, bool with_spec) {
       {"priority", job.priority()},
       {"devices_requested", job.devices_requested()},
       {"devices", Json(std::vector<std::string>(job.devices().begin(), job.devices().end()))},
+      {"nodes", job.nodes()},
       {"step", job.step()},
       {"total_steps", job.total_steps()},
       {"loss", std::isnan(job.loss()) ? Json(nullptr) : Json(job.loss())},

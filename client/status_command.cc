@@ -25,6 +25,7 @@ void PrintJob(const v1::Job& job) {
                job.devices_requested(), job.priority(), job.max_restarts());
   if (job.queue_position() > 0) absl::PrintF("  queue       position %d\n", job.queue_position());
   if (job.devices_size() > 0) absl::PrintF("  devices     %s\n", DevicesText(job));
+  if (!job.nodes().empty()) absl::PrintF("  nodes       %s\n", job.nodes());
   absl::PrintF("  progress    step %d of %d, loss %s\n", job.step(), job.total_steps(),
                LossText(job.loss()));
   absl::PrintF("  submitted   %s (%s ago)\n", Rfc3339(job.submit_time()), Age(job.submit_time()));

@@ -41,9 +41,9 @@ void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* ou
   out->set_priority(job.priority);
   out->set_devices_requested(job.devices_requested);
   for (int d : job.devices) {
-    // Slurm's rank slots are matbertd's bookkeeping, not places: while Slurm holds the
-    // attempt in its queue the job is on no node at all.
-    if (job.state == JobState::kPending && options.devices.front().kind == "slurm") break;
+    // Slurm's rank slots are matbertd's bookkeeping, not places: the job's places are the
+    // nodes Slurm runs it on (`nodes`), none while Slurm holds it in its queue.
+    if (options.devices.front().kind == "slurm") break;
     if (d >= 0 && d < static_cast<int>(options.devices.size())) {
       out->add_devices(options.devices[d].id);
     }
@@ -61,6 +61,7 @@ void ToProto(const JobView& view, const CoordinatorOptions& options, v1::Job* ou
   out->set_run_dir(view.run_dir);
   out->set_owner(job.owner);
   out->set_reason(job.reason);
+  out->set_nodes(view.nodes);
   for (const AttemptRecord& a : view.attempts) {
     v1::Attempt* attempt = out->add_attempts();
     attempt->set_number(a.number);

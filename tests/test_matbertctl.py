@@ -99,7 +99,7 @@ class MatbertctlTest(unittest.TestCase):
         self.assertEqual(sorted(job), sorted([
             "id", "name", "owner", "kind", "state", "priority", "devices_requested", "devices",
             "step", "total_steps", "loss", "submit_time", "start_time", "end_time", "failure",
-            "reason", "max_restarts", "queue_position", "run_dir", "attempts"]))
+            "reason", "max_restarts", "queue_position", "run_dir", "attempts", "nodes"]))
         self.assertEqual(job["reason"], "all ranks exited with code 0")
         self.assertEqual((job["state"], job["priority"], job["devices_requested"], job["step"]),
                          ("SUCCEEDED", 3, 2, 20))

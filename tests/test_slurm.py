@@ -153,7 +153,16 @@ class SlurmExecutorTest(unittest.TestCase):
         # failing over or overloaded looks from outside (squeue and scontrol hang).
         running = self.submit(self.daemon, "training.steps=100000", "job.nodes=2", "job.gpus=1",
                               "training.log_every=10", "checkpoint.every=100000")
-        self.wait(self.daemon, running, {"RUNNING"})
+        job = self.wait(self.daemon, running, {"RUNNING"})
+        # Its places are Slurm's nodes, as squeue names them; no rank slots as devices.
+        deadline = time.time() + 10
+        while not job.nodes and time.time() < deadline:
+            time.sleep(0.2)
+            job = self.daemon.jobs.GetJob(v1["js"].GetJobRequest(job_id=running), timeout=10)
+        squeue = subprocess.run(["squeue", "-h", "-j", self.slurm_job_of(running), "-o", "%N"],
+                                env=self.cluster.env, capture_output=True, text=True).stdout
+        self.assertEqual(job.nodes, squeue.strip())
+        self.assertEqual(list(job.devices), [])
         stub = v1["csg"].ClusterServiceStub(self.daemon.channel)
         self.assertEqual(stub.GetCluster(v1["cs"].GetClusterRequest(), timeout=30)
                          .executor_trouble, "")  # and matbertd keeps this answer

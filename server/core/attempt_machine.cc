@@ -94,6 +94,7 @@ AttemptEffects Polled(LiveAttempt& live, const std::vector<ProcessStatus>& statu
       continue;
     }
     if (status.kind == ProcessStatus::kRunning) {
+      if (!status.where.empty()) live.where = status.where;
       if (rank.waiting) rank.last_heartbeat_ms = now_ms;  // started just now
       rank.waiting = false;
       rank.seen_running = true;

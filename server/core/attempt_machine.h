@@ -48,6 +48,7 @@ struct LiveAttempt {
   int64_t kill_at_ms = 0;       // when to send SIGKILL
   std::string failure;          // first cause of failure; empty if none
   std::string waiting;          // why the executor has not started the ranks yet, if it said
+  std::string where;            // where the executor runs the ranks, once it said (Slurm's nodes)
 };
 
 struct AttemptEffects {

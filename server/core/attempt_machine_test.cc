@@ -127,7 +127,7 @@ TEST(AttemptMachine, PollsWaitingRunningAndEnded) {
        {{Waiting("w"), Waiting("w")}, {Waiting("v"), Waiting("v")}},
        JobState::kPending,
        {{}, JobState::kPending, "attempt 1 waits: v", false}},
-      {"started by the executor: STARTING again",
+      {"started by the executor: STARTING again (where it runs is kept)",
        {{Waiting("w"), Waiting("w")}, {kRunning, kRunning}},
        JobState::kPending,
        {{}, JobState::kStarting, "attempt 1: Slurm's controller started its ranks", false}},
@@ -227,6 +227,16 @@ TEST(AttemptMachine, SilenceAndTheGracePeriod) {
   (void)Stop(live, "x", false, kT0);
   EXPECT_EQ(Timers(live, kT0 + 10'000, kTimeout).signals, std::vector<int>{SIGKILL});
   EXPECT_TRUE(Timers(live, kT0 + 20'000, kTimeout).signals.empty());
+}
+
+TEST(AttemptMachine, WhereTheExecutorRunsTheRanksIsKept) {
+  LiveAttempt live = StartedAttempt(2);
+  ProcessStatus on_nodes = kRunning;
+  on_nodes.where = "node[1-2]";
+  (void)Polled(live, {on_nodes, on_nodes}, JobState::kStarting, "x", kT0);
+  EXPECT_EQ(live.where, "node[1-2]");
+  (void)Polled(live, {kUnknown, kUnknown}, JobState::kRunning, "x", kT0 + 1000);
+  EXPECT_EQ(live.where, "node[1-2]") << "no news keeps it";
 }
 
 TEST(AttemptMachine, RunningOnceEveryRankRegistered) {

@@ -236,7 +236,10 @@ JobView Coordinator::ViewOf(const JobEntry& entry) const {
   JobView view;
   view.job = entry.record;
   view.attempts = entry.attempts;
-  if (entry.live) view.attempts.push_back(entry.live->record);
+  if (entry.live) {
+    view.attempts.push_back(entry.live->record);
+    view.nodes = entry.live->where;
+  }
   view.queue_position = scheduler_.QueuePosition(entry.record.id);
   view.run_dir = RunDir(entry.record.id);
   if (view.queue_position > 0) {

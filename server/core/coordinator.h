@@ -79,6 +79,7 @@ struct JobView {
   std::vector<AttemptRecord> attempts;
   int queue_position = 0;  // 1-based while waiting, else 0
   std::string run_dir;
+  std::string nodes;  // where an executor that places ranks itself (Slurm) runs them; "" = not yet
 };
 
 struct ClusterView {

@@ -51,7 +51,9 @@ struct ProcessStatus {
 
   Kind kind = kRunning;
   int code = 0;
-  std::string why;  // the executor's own words for an end, e.g. Slurm's state; "" = none
+  std::string why;    // the executor's own words for an end, e.g. Slurm's state; "" = none
+  std::string where;  // where it runs, when the executor places ranks itself (Slurm's node
+                      // list, "node[1-2]"); "" = not known, or this host
 
   // `why` when set, else "exited with code 1", "was killed by signal 9 (Killed)",
   // "ended (exit status unknown)".

@@ -93,7 +93,9 @@ ProcessStatus StatusOfSlurmJob(const std::string& job_id, const SlurmJobInfo& in
   }
   if (s == "RUNNING" || s == "COMPLETING" || s == "SUSPENDED" || s == "REQUEUED" ||
       s == "RESIZING" || s == "SIGNALING" || s == "STAGE_OUT") {
-    return {};
+    ProcessStatus running;
+    running.where = info.node_list == "(null)" ? "" : info.node_list;
+    return running;
   }
   if (s == "COMPLETED") return {ProcessStatus::kExited, 0};
   // Read after "rank N ": "rank 0 ended with Slurm job 7: NODE_FAIL (NodeDown)".

@@ -8,9 +8,10 @@ FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 class Job:
     """id, name, owner, kind, state ("RUNNING", "PENDING", ...), reason (why it is in that
     state: what a waiting job waits for), step, total_steps, loss, failure, priority,
-    devices, attempts (list of dicts), max_restarts, queue_position, run_dir, spec_toml
-    (GetJob only), submit_time/start_time/end_time (Unix seconds or None). `proto` is the
-    matbert.v1.Job message itself."""
+    devices (local backend), nodes (Slurm: its node list once Slurm runs it), attempts (list
+    of dicts), max_restarts, queue_position, run_dir, spec_toml (GetJob only),
+    submit_time/start_time/end_time (Unix seconds or None). `proto` is the matbert.v1.Job
+    message itself."""
 
     def __init__(self, proto, client):
         self.proto, self._client = proto, client
