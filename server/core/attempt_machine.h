@@ -40,7 +40,6 @@ struct LiveAttempt {
   int grace_period_s = 30;      // SIGTERM → SIGKILL on a stop that is not forced
   bool launching = false;       // placed; its Start has not returned yet (no workers)
   bool start_taken = false;     // the executor thread has taken the start
-  bool check_fits = false;      // ask CheckFits first (submission could not ask it)
   bool never_fits = false;      // CheckFits refused it: the job fails without a retry
   std::vector<int> devices;     // placed on these (indices into the coordinator's devices)
   bool stopping = false;        // SIGTERM decided

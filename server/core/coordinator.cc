@@ -225,14 +225,14 @@ absl::StatusOr<JobView> Coordinator::Submit(const SubmitRequest& request) {
   entry.fits_unchecked = fits_unchecked;
   AppendEvent(job.id, kStateEventKind,
               EncodePayload(StateEvent{JobState::kQueued, 0, "submitted"}));
-  JobView view = ViewOf(entry);
+  JobView view = ViewOf(entry, ExecutorTrouble());
   wake_control_ = true;
   control_cv_.notify_all();
   Publish(lock);
   return view;
 }
 
-JobView Coordinator::ViewOf(const JobEntry& entry) const {
+JobView Coordinator::ViewOf(const JobEntry& entry, const std::string& trouble) const {
   JobView view;
   view.job = entry.record;
   view.attempts = entry.attempts;
@@ -242,11 +242,9 @@ JobView Coordinator::ViewOf(const JobEntry& entry) const {
   }
   view.queue_position = scheduler_.QueuePosition(entry.record.id);
   view.run_dir = RunDir(entry.record.id);
-  if (view.queue_position > 0) {
-    // What a waiting job waits for, when it is not its turn or devices but the executor.
-    if (std::string trouble = ExecutorTrouble(); !trouble.empty()) {
-      view.job.reason = absl::StrCat("waits for ", trouble);
-    }
+  // What a waiting job waits for, when it is not its turn or devices but the executor.
+  if (view.queue_position > 0 && !trouble.empty()) {
+    view.job.reason = absl::StrCat("waits for ", trouble);
   }
   return view;
 }
@@ -267,7 +265,7 @@ absl::StatusOr<Coordinator::JobEntry*> Coordinator::FindJob(const std::string& j
 absl::StatusOr<JobView> Coordinator::Get(const std::string& job_id) const {
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(const JobEntry* entry, FindJob(job_id));
-  return ViewOf(*entry);
+  return ViewOf(*entry, ExecutorTrouble());
 }
 
 std::vector<JobView> Coordinator::List(const std::vector<JobState>& states, int limit,
@@ -285,7 +283,8 @@ std::vector<JobView> Coordinator::List(const std::vector<JobState>& states, int 
             [](const JobEntry* a, const JobEntry* b) { return a->record.order > b->record.order; });
   if (limit > 0 && static_cast<int>(entries.size()) > limit) entries.resize(limit);
   std::vector<JobView> views;
-  for (const JobEntry* e : entries) views.push_back(ViewOf(*e));
+  const std::string trouble = ExecutorTrouble();  // once, not per job
+  for (const JobEntry* e : entries) views.push_back(ViewOf(*e, trouble));
   return views;
 }
 
@@ -307,7 +306,7 @@ absl::StatusOr<JobView> Coordinator::Cancel(const std::string& job_id, bool forc
     // While its start is in flight the signals wait for its ranks (ApplyStart).
     StopAttempt(entry, "cancelled by a client", force);
   }
-  JobView view = ViewOf(entry);
+  JobView view = ViewOf(entry, ExecutorTrouble());
   wake_control_ = true;
   control_cv_.notify_all();
   WakeExecutor();
@@ -449,7 +448,6 @@ void Coordinator::StartAttempt(JobEntry& entry, const std::vector<int>& devices)
   live->launching = true;
   live->grace_period_s = job.grace_period_s;
   live->devices = devices;
-  live->check_fits = entry.fits_unchecked;
   job.devices = devices;
   // STARTING from now, without an event: the event comes with the start's outcome, which
   // says where it resumes from.
@@ -919,7 +917,7 @@ void Coordinator::ExecutorPass() {
         continue;
       }
       live.start_taken = true;
-      StartOrder order{id, live.record.number, entry.record, {}, live.check_fits};
+      StartOrder order{id, live.record.number, entry.record, {}, entry.fits_unchecked};
       for (int d : live.devices) order.devices.push_back(options_.devices[d]);
       starts.push_back(std::move(order));
     }

@@ -264,7 +264,9 @@ class Coordinator {
   absl::StatusOr<JobEntry*> FindJob(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<const JobEntry*> FindJob(const std::string& job_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  JobView ViewOf(const JobEntry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `trouble`: ExecutorTrouble(), asked once by the caller.
+  JobView ViewOf(const JobEntry& entry, const std::string& trouble) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string NewJobId() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t Now() const { return options_.now_ms(); }
   // Releases `lock` (held on mu_), stores what was queued meanwhile (journal_), then wakes
